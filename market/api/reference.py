@@ -1,0 +1,32 @@
+"""Reference data: Guangdong cities, the part taxonomy, certification standards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+
+from market import refdata
+
+blp = Blueprint("reference", __name__, description="Reference data shipped with the product")
+
+
+@blp.route("/cities")
+@blp.response(200)
+def list_cities() -> dict[str, Any]:
+    """Guangdong's 21 prefecture-level cities (GB/T 2260 codes)."""
+    return {"items": [vars(c) for c in refdata.cities().values()]}
+
+
+@blp.route("/taxonomy")
+@blp.response(200)
+def taxonomy() -> dict[str, Any]:
+    """The part-category tree with its dot-path slugs."""
+    return {"items": refdata.taxonomy_tree()}
+
+
+@blp.route("/certifications")
+@blp.response(200)
+def standards() -> dict[str, Any]:
+    """Certification standards a supplier can hold."""
+    return {"items": [{**vars(s), "levels": list(s.levels)} for s in refdata.standards().values()]}

@@ -1,0 +1,120 @@
+"""Request and response rules for the whole API: JSON bodies only, clean text, safe headers."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flask import Flask, request
+from flask.wrappers import Response
+
+from market.errors import DomainError, ValidationFailed
+
+MAX_JSON_DEPTH = 32
+
+# NUL and other C0 controls (tab, LF and CR are handled per field), lone surrogates, and the
+# bidirectional overrides/isolates used to disguise text (U+202A–U+202E, U+2066–U+2069).
+_FORBIDDEN_TEXT = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\u202a-\u202e\u2066-\u2069]"
+)
+BAD_TEXT = "Contains control, surrogate or bidirectional-override characters."
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    code = "unsupported_media_type"
+    message = "Request bodies must be JSON (Content-Type: application/json)."
+
+
+class MalformedJson(DomainError):
+    status = 400
+    code = "malformed_json"
+    message = "The request body is not valid UTF-8 JSON."
+
+
+def find_bad_text(value: Any, path: str = "", depth: int = 0) -> tuple[str, str] | None:
+    """The first string (or key) holding forbidden characters, as ``(path, reason)``."""
+    if depth > MAX_JSON_DEPTH:
+        return path or "_body", f"Nesting deeper than {MAX_JSON_DEPTH} levels is not accepted."
+    if isinstance(value, str):
+        if _FORBIDDEN_TEXT.search(value):
+            return (
+                path or "_body",
+                BAD_TEXT,
+            )
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if _FORBIDDEN_TEXT.search(str(key)):
+                return here, "Field names may not contain control characters."
+            found = find_bad_text(item, here, depth + 1)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = find_bad_text(item, f"{path}.{index}" if path else str(index), depth + 1)
+            if found:
+                return found
+    return None
+
+
+def _check_request_body() -> None:
+    # An unknown route or method is answered by routing (404/405), not by a body check.
+    if request.routing_exception is not None or request.method not in {"POST", "PUT", "PATCH"}:
+        return
+    raw = request.get_data(cache=True)
+    if not raw:
+        return
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType()
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedJson() from exc
+    found = find_bad_text(body)
+    if found:
+        field, reason = found
+        raise ValidationFailed(fields={field: [reason]})
+
+
+def _check_query_string() -> None:
+    for name, value in request.args.items(multi=True):
+        if _FORBIDDEN_TEXT.search(value) or _FORBIDDEN_TEXT.search(name):
+            raise ValidationFailed(fields={name: [BAD_TEXT]})
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "geolocation=(), camera=(), microphone=()",
+}
+# The interactive docs load Swagger UI / ReDoc from a CDN; everything else is plain JSON.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
+    "https://cdn.jsdelivr.net; worker-src blob:; frame-ancestors 'none'"
+)
+
+
+def _secure_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    docs = request.path.rstrip("/") in {"/docs", "/redoc"}
+    response.headers.setdefault("Content-Security-Policy", DOCS_CSP if docs else API_CSP)
+    if request.is_secure:
+        response.headers.setdefault(
+            "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
+        )
+    return response
+
+
+def init_http_rules(app: Flask) -> None:
+    app.before_request(_check_query_string)
+    app.before_request(_check_request_body)
+    app.after_request(_secure_headers)

@@ -1,0 +1,54 @@
+"""Every mapped class, importable from one place (Alembic and the app import this module)."""
+
+from market.models.accounts import (
+    ApiToken,
+    Organization,
+    OrgKind,
+    OrgStatus,
+    Role,
+    SecurityEvent,
+    User,
+)
+from market.models.ledger import DeclaredBaseline, EntryKind, LedgerEntry, SubsidyPolicy
+from market.models.marketplace import (
+    Demand,
+    DemandState,
+    IdempotencyRecord,
+    Purchase,
+    PurchaseSource,
+    PurchaseStatus,
+    Quote,
+    QuoteStatus,
+)
+from market.models.outbox import OutboxEvent, OutboxStatus, OutboxTopic
+from market.models.suppliers import Capability, Certification, CertStatus, Site, SiteKind
+
+__all__ = [
+    "ApiToken",
+    "Capability",
+    "CertStatus",
+    "Certification",
+    "DeclaredBaseline",
+    "Demand",
+    "DemandState",
+    "EntryKind",
+    "IdempotencyRecord",
+    "LedgerEntry",
+    "OrgKind",
+    "OrgStatus",
+    "Organization",
+    "OutboxEvent",
+    "OutboxStatus",
+    "OutboxTopic",
+    "Purchase",
+    "PurchaseSource",
+    "PurchaseStatus",
+    "Quote",
+    "QuoteStatus",
+    "Role",
+    "SecurityEvent",
+    "Site",
+    "SiteKind",
+    "SubsidyPolicy",
+    "User",
+]

@@ -1,0 +1,88 @@
+"""The near-shore ledger: subsidy policy versions, declared baselines, hash-chained entries."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import ForeignKey, Index, Numeric, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from market.database import utcnow
+from market.extensions import Model
+
+
+class EntryKind(enum.StrEnum):
+    RECORD = "record"
+    REVERSAL = "reversal"
+
+
+class SubsidyPolicy(Model):
+    """One version of the subsidy rules, in force from ``effective_from`` to ``effective_until``."""
+
+    __tablename__ = "subsidy_policies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(unique=True)
+    effective_from: Mapped[date]
+    effective_until: Mapped[date | None]  # inclusive; null = open-ended
+    province_prefix: Mapped[str] = mapped_column(String(6))
+    max_distance_km: Mapped[Decimal] = mapped_column(Numeric(8, 3))
+    rate: Mapped[Decimal] = mapped_column(Numeric(8, 6))
+    annual_cap: Mapped[Decimal]
+    note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeclaredBaseline(Model):
+    """An admin-declared near-shore total of an OEM for a year before the platform's data."""
+
+    __tablename__ = "declared_baselines"
+    __table_args__ = (UniqueConstraint("oem_org_id", "year"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    oem_org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    year: Mapped[int]
+    amount: Mapped[Decimal]
+    note: Mapped[str | None] = mapped_column(String(500))
+    declared_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LedgerEntry(Model):
+    """One append-only, hash-chained entry: a purchase recorded, or its reversal.
+
+    ``(purchase_id, kind)`` is unique, so a purchase is counted exactly once whatever the
+    number of job deliveries; ``seq`` is unique, so two appenders can never fork the chain.
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("purchase_id", "kind"),
+        Index("ix_ledger_entries_oem_year", "oem_org_id", "year"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(unique=True)
+    purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id"))
+    kind: Mapped[EntryKind]
+    oem_org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    supplier_org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    supplier_city_code: Mapped[str] = mapped_column(String(6))
+    year: Mapped[int]
+    purchased_on: Mapped[date]
+    amount: Mapped[Decimal]
+    near_shore: Mapped[bool]
+    reason_code: Mapped[str] = mapped_column(String(32))
+    distance_km: Mapped[Decimal] = mapped_column(Numeric(10, 3))
+    policy_version: Mapped[int]
+    baseline: Mapped[Decimal]
+    near_shore_total_before: Mapped[Decimal]
+    increment: Mapped[Decimal]
+    subsidy: Mapped[Decimal]
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    purchase = relationship("Purchase")

@@ -1,0 +1,239 @@
+"""Test set-up: the real services on 127.0.0.1, a database per run, a savepoint per test.
+
+Service addresses come from ``MARKET_TEST_DATABASE_URL``, ``MARKET_TEST_REDIS_URL`` and
+``MARKET_TEST_ELASTICSEARCH_URL``; their defaults are what ``bash .ci/services.sh up`` starts.
+``MARKET_TEST_DATABASE_URL=sqlite://`` runs the suite on SQLite instead of PostgreSQL.
+
+A test that needs a service it cannot reach fails when ``CI`` is set (never a silent skip in
+CI); on a developer machine it is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from market import create_app
+from market.config import TestConfig
+from market.extensions import db
+
+IN_CI = bool(os.environ.get("CI"))
+DATABASE_URL = os.environ.get(
+    "MARKET_TEST_DATABASE_URL",
+    "postgresql+psycopg://market:market@127.0.0.1:5432/market_test",
+)
+REDIS_URL = os.environ.get("MARKET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+ELASTICSEARCH_URL = os.environ.get("MARKET_TEST_ELASTICSEARCH_URL", "http://127.0.0.1:9200")
+# Everything a run creates in shared services is namespaced by this, so runs never collide.
+RUN_ID = f"t{os.getpid()}{uuid.uuid4().hex[:6]}"
+
+
+def _unreachable(service: str, error: Exception) -> None:
+    message = f"{service} is not reachable ({type(error).__name__}: {error}); run `bash .ci/services.sh up`"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def _probe_postgres() -> str | None:
+    if not DATABASE_URL.startswith("postgresql"):
+        return None
+    engine = create_engine(DATABASE_URL)
+    try:
+        with engine.connect() as conn:
+            return str(conn.execute(text("SHOW server_version")).scalar())
+    except Exception:
+        return None
+    finally:
+        engine.dispose()
+
+
+def _probe_redis() -> str | None:
+    from redis import Redis
+
+    try:
+        return str(
+            Redis.from_url(REDIS_URL, socket_connect_timeout=1).info("server")["redis_version"]
+        )
+    except Exception:
+        return None
+
+
+def _probe_elasticsearch() -> str | None:
+    from elasticsearch import Elasticsearch
+
+    try:
+        client = Elasticsearch(ELASTICSEARCH_URL, request_timeout=3, max_retries=0)
+        nodes = client.nodes.info(
+            node_id="_local", filter_path="nodes.*.version,nodes.*.jvm.version"
+        )
+        node = next(iter(nodes["nodes"].values()))
+        return f"{node['version']} (JVM {node['jvm']['version']})"
+    except Exception:
+        return None
+
+
+SERVICE_VERSIONS = {
+    "postgresql": _probe_postgres(),
+    "redis": _probe_redis(),
+    "elasticsearch": _probe_elasticsearch(),
+}
+USE_POSTGRES = SERVICE_VERSIONS["postgresql"] is not None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [f"run id: {RUN_ID}  (CI={'yes' if IN_CI else 'no'})"]
+    database = (
+        f"PostgreSQL {SERVICE_VERSIONS['postgresql']}"
+        if USE_POSTGRES
+        else "SQLite (in a temp file)"
+    )
+    lines.append(f"database: {database}")
+    lines.append(f"redis: {SERVICE_VERSIONS['redis'] or 'NOT REACHABLE'} at {REDIS_URL}")
+    lines.append(
+        f"elasticsearch: {SERVICE_VERSIONS['elasticsearch'] or 'NOT REACHABLE'} at {ELASTICSEARCH_URL}"
+    )
+    return lines
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if IN_CI and DATABASE_URL.startswith("postgresql") and not USE_POSTGRES:
+        raise pytest.UsageError(f"CI: PostgreSQL is not reachable at {DATABASE_URL}")
+
+
+# --- the database -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh database for this run, built by the Alembic migrations, dropped afterwards."""
+    if not USE_POSTGRES:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'market.db'}"
+        return
+    base = make_url(DATABASE_URL)
+    name = f"market_{RUN_ID}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def make_test_app(database_url: str, **overrides: Any) -> Flask:
+    settings: dict[str, Any] = {
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "RQ_QUEUE_PREFIX": RUN_ID,
+        "ELASTICSEARCH_INDEX_PREFIX": RUN_ID,
+        "RATELIMIT_KEY_PREFIX": RUN_ID,
+    }
+    settings.update(overrides)
+    return create_app(TestConfig, **settings)
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Iterator[Flask]:
+    """The app under test, on the run's database, with the schema migrated to head."""
+    from flask_migrate import upgrade
+
+    application = make_test_app(database_url)
+    with application.app_context():
+        upgrade(revision="heads")
+        db.session.remove()
+    yield application
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def db_session(app: Flask) -> Iterator[Any]:
+    """Each test runs in a transaction that is rolled back; the code's commits are savepoints."""
+    with app.app_context():
+        connection = db.engine.connect()
+        outer = connection.begin()
+        original = db.session
+        db.session = db._make_scoped_session(
+            {"bind": connection, "join_transaction_mode": "create_savepoint"}
+        )
+        try:
+            yield db.session
+        finally:
+            db.session.remove()
+            db.session = original
+            outer.rollback()
+            connection.close()
+
+
+@pytest.fixture
+def committed_db(app: Flask) -> Iterator[Any]:
+    """Real commits (for concurrency and worker tests); every table is emptied afterwards."""
+    with app.app_context():
+        yield db.session
+        db.session.remove()
+        _empty_all_tables()
+
+
+def _empty_all_tables() -> None:
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # The ledger's immutability trigger does not fire on TRUNCATE by design of the test
+            # harness owner role; the application role may not truncate.
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture
+def client(app: Flask, db_session: Any) -> FlaskClient:
+    return app.test_client()
+
+
+# --- Redis and Elasticsearch ------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The real Redis; keys this run created (its prefix) are deleted afterwards."""
+    from redis import Redis
+
+    try:
+        conn = Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+        conn.ping()
+    except Exception as exc:
+        _unreachable("Redis", exc)
+    yield REDIS_URL
+    for key in conn.scan_iter(match=f"*{RUN_ID}*", count=1000):
+        conn.delete(key)
+
+
+@pytest.fixture
+def elasticsearch_url() -> Iterator[str]:
+    """The real Elasticsearch node; indices this run created are deleted afterwards."""
+    from elasticsearch import Elasticsearch
+
+    client = Elasticsearch(ELASTICSEARCH_URL, request_timeout=10, max_retries=0)
+    try:
+        client.cluster.health(wait_for_status="yellow", timeout="5s")
+    except Exception as exc:
+        _unreachable("Elasticsearch", exc)
+    yield ELASTICSEARCH_URL
+    indices = client.indices.get(index=f"{RUN_ID.lower()}*", expand_wildcards="all")
+    for name in indices:
+        client.indices.delete(index=name, ignore_unavailable=True)

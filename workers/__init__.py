@@ -1,0 +1,1 @@
+"""Background work: RQ jobs, the enqueue helper, the outbox relay and sweeper."""
