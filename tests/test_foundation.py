@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from sqlalchemy import select, text
 
+from market import uscc
 from market.extensions import db
 from market.models import Organization, OrgKind
+from tests import factories
 from tests.conftest import make_test_app
 
 
@@ -240,3 +243,39 @@ def test_database_is_the_expected_one(db_session):
     assert dialect == ("postgresql" if USE_POSTGRES else "sqlite")
     if dialect == "postgresql":
         assert db_session.execute(text("SELECT current_database()")).scalar().startswith("market_t")
+
+
+def test_uscc_vectors_from_the_reference_data():
+    vectors = json.loads((Path(__file__).parent / "data" / "uscc_vectors.json").read_text())
+    for case in vectors["valid"]:
+        assert uscc.validate(case["code"]) == case["code"]
+    for case in vectors["invalid"]:
+        with pytest.raises(uscc.InvalidUSCC):
+            uscc.validate(case["code"])
+
+
+@pytest.mark.parametrize(
+    ("code", "rule"),
+    [
+        ("91440300MA5F", "length"),
+        ("91440300MA5FIO0S0Z", "alphabet"),
+        ("9144X300MA5FAKE00X", "division_code"),
+    ],
+)
+def test_uscc_names_the_rule_it_breaks(code, rule):
+    with pytest.raises(uscc.InvalidUSCC) as caught:
+        uscc.validate(code)
+    assert caught.value.rule == rule
+
+
+def test_factories_build_a_small_world_without_committing(db_session):
+    oem = factories.make_org(OrgKind.OEM)
+    plant = factories.make_site(oem)
+    supplier = factories.make_org()
+    site = factories.make_site(supplier, at=factories.SHENZHEN, city_code="440300")
+    factories.make_capability(supplier, "chassis.brake")
+    factories.make_certification(supplier)
+    demand = factories.make_demand(oem, plant)
+    purchase = factories.make_purchase(oem, plant, supplier, site, amount="123.45")
+    assert uscc.validate(supplier.uscc) == supplier.uscc
+    assert demand.id and purchase.amount == Decimal("123.45")

@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import text
 
 from market.extensions import db
+from market.permissions import public
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes")
 
@@ -27,6 +28,7 @@ def _database_health() -> dict[str, Any]:
 
 @blp.route("/healthz")
 @blp.response(200)
+@public
 def healthz() -> dict[str, str]:
     """Process is up."""
     return {"status": "ok"}
@@ -35,6 +37,7 @@ def healthz() -> dict[str, str]:
 @blp.route("/readyz")
 @blp.response(200)
 @blp.alt_response(503, description="The database is down")
+@public
 def readyz() -> tuple[dict[str, Any], int]:
     """Database, Redis and search each reported as ok, degraded or down with latency."""
     database = _database_health()

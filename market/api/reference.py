@@ -7,12 +7,14 @@ from typing import Any
 from flask_smorest import Blueprint
 
 from market import refdata
+from market.permissions import public
 
 blp = Blueprint("reference", __name__, description="Reference data shipped with the product")
 
 
 @blp.route("/cities")
 @blp.response(200)
+@public
 def list_cities() -> dict[str, Any]:
     """Guangdong's 21 prefecture-level cities (GB/T 2260 codes)."""
     return {"items": [vars(c) for c in refdata.cities().values()]}
@@ -20,6 +22,7 @@ def list_cities() -> dict[str, Any]:
 
 @blp.route("/taxonomy")
 @blp.response(200)
+@public
 def taxonomy() -> dict[str, Any]:
     """The part-category tree with its dot-path slugs."""
     return {"items": refdata.taxonomy_tree()}
@@ -27,6 +30,7 @@ def taxonomy() -> dict[str, Any]:
 
 @blp.route("/certifications")
 @blp.response(200)
+@public
 def standards() -> dict[str, Any]:
     """Certification standards a supplier can hold."""
     return {"items": [{**vars(s), "levels": list(s.levels)} for s in refdata.standards().values()]}

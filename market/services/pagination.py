@@ -1,0 +1,38 @@
+"""One pagination shape for every list endpoint: ``{"items": [...], "meta": {...}}``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, func, select
+
+from market.extensions import db
+
+
+@dataclass
+class Page:
+    items: list[Any]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def meta(self) -> dict[str, int]:
+        return {
+            "page": self.page,
+            "per_page": self.per_page,
+            "total": self.total,
+            "pages": math.ceil(self.total / self.per_page) if self.per_page else 0,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"items": self.items, "meta": self.meta}
+
+
+def paginate(query: Select[Any], page: int, per_page: int) -> Page:
+    """Run ``query`` for one page (it must already be ordered by a unique key)."""
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    items = list(db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)))
+    return Page(items=items, page=page, per_page=per_page, total=total or 0)

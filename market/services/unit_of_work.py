@@ -1,0 +1,45 @@
+"""Committing a use case: business rows and outbox rows in one transaction, then publish.
+
+A service function adds its rows, calls :func:`emit` for the asynchronous work it causes, and
+ends with :func:`commit` — the only place in the services that commits. After the commit the
+outbox rows are handed to the job transport; if that fails (Redis down) nothing is lost: the
+rows stay pending and the sweeper enqueues them later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from market.extensions import db
+from market.models import OutboxEvent, OutboxTopic
+
+_PENDING_KEY = "outbox_pending"
+
+
+def emit(topic: OutboxTopic, aggregate_id: int, payload: dict[str, Any] | None = None) -> None:
+    """Record asynchronous work in the current transaction (published after commit)."""
+    event = OutboxEvent(topic=topic, aggregate_id=aggregate_id, payload=payload or {})
+    db.session.add(event)
+    db.session.info.setdefault(_PENDING_KEY, []).append(event)
+
+
+def commit() -> None:
+    """Commit the use case, then publish the outbox rows it emitted."""
+    session = db.session
+    events: list[OutboxEvent] = session.info.pop(_PENDING_KEY, [])
+    try:
+        session.flush()
+        event_ids = [event.id for event in events]
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    if event_ids:
+        from workers.outbox import publish
+
+        publish(event_ids)
+
+
+def rollback() -> None:
+    db.session.info.pop(_PENDING_KEY, None)
+    db.session.rollback()

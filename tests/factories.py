@@ -1,0 +1,211 @@
+"""Test factories: build rows with sensible defaults. They add and flush, never commit."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from market import uscc
+from market.auth import hash_api_token
+from market.extensions import db
+from market.models import (
+    ApiToken,
+    Capability,
+    Certification,
+    CertStatus,
+    Demand,
+    DemandState,
+    Organization,
+    OrgKind,
+    OrgStatus,
+    Purchase,
+    PurchaseSource,
+    Role,
+    Site,
+    SiteKind,
+    User,
+)
+from market.passwords import hash_password
+
+_counter = itertools.count(1)
+PASSWORD = "correct horse battery staple"
+# argon2 is deliberately slow; hash the shared test password once.
+_PASSWORD_HASH = hash_password(PASSWORD)
+
+# Guangzhou city centre (WGS-84, approximate) and a few other places for distance tests.
+GUANGZHOU = (23.1291, 113.2644)
+SHENZHEN = (22.5431, 114.0579)
+SHANTOU = (23.3541, 116.6820)
+CHANGSHA = (28.2282, 112.9388)  # Hunan: outside the province
+
+
+def fictional_uscc(division: str = "440300") -> str:
+    """A checksum-valid code that belongs to no real company (body is a counter)."""
+    body = f"MA{next(_counter):07d}"[:9].replace("I", "J")
+    return uscc.complete(f"91{division}{body}")
+
+
+def _add(obj: Any) -> Any:
+    db.session.add(obj)
+    db.session.flush()
+    return obj
+
+
+def make_org(
+    kind: OrgKind = OrgKind.SUPPLIER,
+    *,
+    status: OrgStatus = OrgStatus.ACTIVE,
+    city_code: str = "440100",
+    **fields: Any,
+) -> Organization:
+    n = next(_counter)
+    defaults: dict[str, Any] = {
+        "kind": kind,
+        "uscc": fictional_uscc(city_code),
+        "legal_name": f"测试{'整车' if kind is OrgKind.OEM else '零部件'}公司{n}",
+        "english_name": f"Test {kind.value} {n}",
+        "city_code": city_code,
+        "status": status,
+        "tier": 1 if kind is OrgKind.SUPPLIER else None,
+    }
+    if status is OrgStatus.ACTIVE:
+        defaults["verified_at"] = datetime.now(UTC)
+    defaults.update(fields)
+    return _add(Organization(**defaults))  # type: ignore[no-any-return]
+
+
+def make_user(
+    organization: Organization | None = None,
+    *,
+    role: Role | None = None,
+    email: str | None = None,
+    **fields: Any,
+) -> User:
+    if role is None:
+        if organization is None:
+            raise ValueError("a user without organization needs an explicit role")
+        role = Role.BUYER if organization.kind is OrgKind.OEM else Role.SUPPLIER
+    user = User(
+        email=email or f"user{next(_counter)}@example.test",
+        password_hash=_PASSWORD_HASH,
+        role=role,
+        organization=organization,
+        **fields,
+    )
+    return _add(user)  # type: ignore[no-any-return]
+
+
+def make_token(user: User, *, name: str = "test") -> str:
+    """Create an API token for ``user`` and return the raw bearer token."""
+    raw = "sct_" + secrets.token_urlsafe(24)
+    _add(ApiToken(user=user, name=name, token_hash=hash_api_token(raw), prefix=raw[:10]))
+    return raw
+
+
+def auth(user: User) -> dict[str, str]:
+    """Headers that authenticate as ``user`` with a fresh API token."""
+    return {"Authorization": f"Bearer {make_token(user)}"}
+
+
+def make_site(
+    organization: Organization,
+    *,
+    at: tuple[float, float] = GUANGZHOU,
+    city_code: str | None = None,
+    kind: SiteKind = SiteKind.PLANT,
+    **fields: Any,
+) -> Site:
+    site = Site(
+        organization=organization,
+        kind=kind,
+        name=fields.pop("name", f"Site {next(_counter)}"),
+        city_code=city_code or organization.city_code,
+        address=fields.pop("address", "测试路 1 号"),
+        lat=at[0],
+        lon=at[1],
+        **fields,
+    )
+    return _add(site)  # type: ignore[no-any-return]
+
+
+def make_capability(
+    organization: Organization, category: str = "chassis.brake", **fields: Any
+) -> Capability:
+    fields.setdefault("processes", ["machining"])
+    return _add(Capability(organization=organization, category=category, **fields))  # type: ignore[no-any-return]
+
+
+def make_certification(
+    organization: Organization,
+    standard: str = "iatf-16949",
+    *,
+    valid_from: date | None = None,
+    valid_until: date | None = None,
+    status: CertStatus = CertStatus.ACTIVE,
+    **fields: Any,
+) -> Certification:
+    today = date.today()
+    cert = Certification(
+        organization=organization,
+        standard=standard,
+        number=fields.pop("number", f"CERT-{next(_counter)}"),
+        issuer=fields.pop("issuer", "Test Certification Body"),
+        valid_from=valid_from or today - timedelta(days=365),
+        valid_until=valid_until if valid_until is not None else today + timedelta(days=730),
+        status=status,
+        **fields,
+    )
+    return _add(cert)  # type: ignore[no-any-return]
+
+
+def make_demand(
+    organization: Organization,
+    plant: Site,
+    *,
+    category: str = "chassis",
+    state: DemandState = DemandState.OPEN,
+    **fields: Any,
+) -> Demand:
+    defaults: dict[str, Any] = {
+        "organization": organization,
+        "plant": plant,
+        "category": category,
+        "title": "Brake calipers for the 2027 model year",
+        "quantity": 10_000,
+        "unit": "pcs",
+        "required_standards": [],
+        "need_by": date.today() + timedelta(days=90),
+        "radius_km": 200,
+        "state": state,
+    }
+    defaults.update(fields)
+    return _add(Demand(**defaults))  # type: ignore[no-any-return]
+
+
+def make_purchase(
+    oem: Organization,
+    plant: Site,
+    supplier: Organization,
+    supplier_site: Site,
+    *,
+    amount: str | Decimal = "10000.00",
+    purchased_on: date | None = None,
+    **fields: Any,
+) -> Purchase:
+    defaults: dict[str, Any] = {
+        "oem": oem,
+        "plant": plant,
+        "supplier": supplier,
+        "supplier_site": supplier_site,
+        "category": "chassis.brake",
+        "amount": Decimal(amount),
+        "purchased_on": purchased_on or date.today(),
+        "invoice_number": f"INV-{next(_counter):08d}",
+        "po_number": f"PO-{next(_counter):06d}",
+        "source": PurchaseSource.DIRECT,
+    }
+    defaults.update(fields)
+    return _add(Purchase(**defaults))  # type: ignore[no-any-return]

@@ -1,0 +1,15 @@
+"""The modules that register outbox handlers; imported once before a job runs."""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+
+# Each module registers its topic's handler with ``workers.outbox.handles``.
+HANDLER_MODULES: tuple[str, ...] = ()
+
+
+@cache
+def load_handlers() -> None:
+    for name in HANDLER_MODULES:
+        importlib.import_module(name)
