@@ -1,0 +1,173 @@
+"""The ranking spec in plain Python: the reference both search backends must agree with.
+
+DESIGN.md, "Ranking spec": a supplier is eligible for a demand at plant P (category c, required
+standards R, need_by T, radius r) when it is active and visible, has a capability in c's subtree,
+holds an active certification of every standard in R valid from today through T, and has an
+active site within r km of P. Score = f_d × f_t with Elasticsearch's ``gauss`` decay on the
+distance to the nearest active site and the tier weight. Order: score desc, distance asc, id asc.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+EARTH_RADIUS_KM = 6371.0088  # mean radius; Elasticsearch's arc distance uses the same
+DECAY_OFFSET_KM = 10.0
+DECAY_SCALE_KM = 50.0
+DECAY = 0.5
+DEFAULT_TIER_WEIGHTS: Mapping[int, float] = {1: 1.0, 2: 0.8, 3: 0.6}
+DEFAULT_RADIUS_KM = 200
+MAX_RADIUS_KM = 500
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance on a sphere of the Earth's mean radius."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    dphi = phi2 - phi1
+    dlmb = math.radians(lon2 - lon1)
+    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+def distance_factor(
+    distance_km: float,
+    offset_km: float = DECAY_OFFSET_KM,
+    scale_km: float = DECAY_SCALE_KM,
+    decay: float = DECAY,
+) -> float:
+    """Elasticsearch's ``gauss`` decay.
+
+    f_d = exp(−max(0, d − offset)² / (2σ²)) with σ² = −scale² / (2 ln decay).
+    """
+    sigma_squared = -(scale_km**2) / (2 * math.log(decay))
+    excess = max(0.0, distance_km - offset_km)
+    return math.exp(-(excess**2) / (2 * sigma_squared))
+
+
+def tier_factor(tier: int | None, weights: Mapping[int, float] | None = None) -> float:
+    """The demand's weight for the supplier's tier (a tier with no weight counts 0)."""
+    table = weights or DEFAULT_TIER_WEIGHTS
+    return float(table.get(tier, 0.0)) if tier is not None else 0.0
+
+
+def normalise_tier_weights(raw: Mapping[str | int, float] | None) -> dict[int, float]:
+    """Demand overrides are stored with string keys (JSON); missing tiers keep their default."""
+    weights = dict(DEFAULT_TIER_WEIGHTS)
+    for key, value in (raw or {}).items():
+        weights[int(key)] = float(value)
+    return weights
+
+
+def category_matches(capability_category: str, wanted: str) -> bool:
+    """A capability in ``wanted`` or below it (``a.b`` matches ``a`` but not ``ab`` or ``a.c``)."""
+    return capability_category == wanted or capability_category.startswith(wanted + ".")
+
+
+@dataclass(frozen=True)
+class SiteFact:
+    id: int
+    lat: float
+    lon: float
+    active: bool = True
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class CertFact:
+    id: int
+    standard: str
+    active: bool  # status == active
+    valid_from: date
+    valid_until: date | None  # None: no expiry
+
+
+@dataclass(frozen=True)
+class SupplierFact:
+    """What the spec needs to know of a supplier."""
+
+    id: int
+    active: bool  # organization status == active
+    listed: bool  # not hidden by the supplier
+    tier: int | None
+    categories: tuple[str, ...]
+    sites: tuple[SiteFact, ...]
+    certifications: tuple[CertFact, ...] = ()
+
+
+@dataclass(frozen=True)
+class DemandFact:
+    lat: float
+    lon: float
+    category: str
+    required_standards: tuple[str, ...] = ()
+    need_by: date = field(default_factory=date.today)
+    radius_km: float = DEFAULT_RADIUS_KM
+    tier_weights: Mapping[int, float] | None = None
+
+
+@dataclass(frozen=True)
+class Match:
+    supplier_id: int
+    distance_km: float
+    nearest_site_id: int
+    distance_factor: float
+    tier_factor: float
+    score: float
+    matched_certifications: tuple[int, ...]
+
+    @property
+    def sort_key(self) -> tuple[float, float, int]:
+        return (-self.score, self.distance_km, self.supplier_id)
+
+
+def certification_valid(cert: CertFact, today: date, need_by: date) -> bool:
+    return (
+        cert.active
+        and cert.valid_from <= today
+        and (cert.valid_until is None or cert.valid_until >= need_by)
+    )
+
+
+def match(supplier: SupplierFact, demand: DemandFact, today: date) -> Match | None:
+    """The supplier's explained match for the demand, or None if it is not eligible."""
+    if not (supplier.active and supplier.listed):
+        return None
+    if not any(category_matches(c, demand.category) for c in supplier.categories):
+        return None
+    matched: list[int] = []
+    for standard in demand.required_standards:
+        valid = [
+            c.id
+            for c in supplier.certifications
+            if c.standard == standard and certification_valid(c, today, demand.need_by)
+        ]
+        if not valid:
+            return None
+        matched.extend(valid)
+    sites = [s for s in supplier.sites if s.active]
+    if not sites:
+        return None
+    nearest = min(sites, key=lambda s: (haversine_km(demand.lat, demand.lon, s.lat, s.lon), s.id))
+    distance = haversine_km(demand.lat, demand.lon, nearest.lat, nearest.lon)
+    if distance > demand.radius_km:
+        return None
+    f_d = distance_factor(distance)
+    f_t = tier_factor(supplier.tier, demand.tier_weights)
+    return Match(
+        supplier_id=supplier.id,
+        distance_km=distance,
+        nearest_site_id=nearest.id,
+        distance_factor=f_d,
+        tier_factor=f_t,
+        score=f_d * f_t,
+        matched_certifications=tuple(sorted(matched)),
+    )
+
+
+def rank(suppliers: Iterable[SupplierFact], demand: DemandFact, today: date) -> list[Match]:
+    """Every eligible supplier, best first."""
+    matches = [m for s in suppliers if (m := match(s, demand, today)) is not None]
+    return sorted(matches, key=lambda m: m.sort_key)
