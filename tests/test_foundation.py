@@ -8,7 +8,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from flask import Flask
 from sqlalchemy import select, text
 
 from market import uscc
@@ -111,9 +110,8 @@ def test_wrong_method_is_405_not_a_body_error(client):
         (b'{"name": "abc\\u202eexe"}', "application/json", 422, "validation_error"),
     ],
 )
-def test_request_bodies_are_checked_before_any_view(app, client, body, content_type, status, code):
-    # A throwaway POST route: the checks apply to every write, whatever the view does.
-    response = client.post("/api/v1/_probe", data=body, content_type=content_type)
+def test_request_bodies_are_checked_before_any_view(probe_client, body, content_type, status, code):
+    response = probe_client.post("/api/v1/_probe", data=body, content_type=content_type)
     assert response.status_code == status, response.get_data(as_text=True)[:300]
     error = response.get_json()["error"]
     assert error["code"] == code
@@ -121,14 +119,16 @@ def test_request_bodies_are_checked_before_any_view(app, client, body, content_t
         assert error["fields"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _probe_route(app: Flask) -> None:
-    if "_probe" not in app.view_functions:
-        app.add_url_rule("/api/v1/_probe", "_probe", lambda: {"ok": True}, methods=["POST"])
+@pytest.fixture(scope="module")
+def probe_client(database_url):
+    """An app of its own with a throwaway POST route: the body checks apply to every write."""
+    app = make_test_app(database_url)
+    app.add_url_rule("/api/v1/_probe", "_probe", lambda: {"ok": True}, methods=["POST"])
+    return app.test_client()
 
 
-def test_oversized_body_is_413(client):
-    response = client.post(
+def test_oversized_body_is_413(probe_client):
+    response = probe_client.post(
         "/api/v1/_probe", data=b'{"a": "' + b"x" * 300_000 + b'"}', content_type="application/json"
     )
     assert response.status_code == 413
