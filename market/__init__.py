@@ -79,5 +79,15 @@ def _init_rate_limiter(app: Flask) -> None:
         app.config["RATELIMIT_STORAGE_URI"] = f"redis+unix://{socket_file}"
     # Fail closed: a limiter that cannot reach its storage refuses the request (503).
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", False)
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", False)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # Storage errors arrive as limits.errors.StorageError; a dead Redis is noticed in a second.
+    app.config.setdefault(
+        "RATELIMIT_STORAGE_OPTIONS",
+        {"wrap_exceptions": True, "socket_connect_timeout": 1, "socket_timeout": 1},
+    )
     limiter.init_app(app)
+    # The Limiter is one module-level object and each init_app replaces its storage; keep this
+    # app's own strategy (over this app's storage) so apps built side by side never share one.
+    # The login throttle (market.auth.throttle_login) uses it.
+    app.extensions["rate_limiter"] = limiter.limiter

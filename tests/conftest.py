@@ -162,21 +162,24 @@ def app(database_url: str) -> Iterator[Flask]:
 
 @pytest.fixture
 def db_session(app: Flask) -> Iterator[Any]:
-    """Each test runs in a transaction that is rolled back; the code's commits are savepoints."""
+    """Each test runs in a transaction that is rolled back; the code's commits are savepoints.
+
+    The session is pinned to the test's connection (``tests.isolation``): Flask-SQLAlchemy's
+    own session would ignore ``bind=`` and really commit.
+    """
+    from tests.isolation import begin_outer, bind_session, end_outer
+
     with app.app_context():
         connection = db.engine.connect()
-        outer = connection.begin()
+        outer = begin_outer(connection)
         original = db.session
-        db.session = db._make_scoped_session(
-            {"bind": connection, "join_transaction_mode": "create_savepoint"}
-        )
+        bind_session(connection)
         try:
             yield db.session
         finally:
             db.session.remove()
             db.session = original
-            outer.rollback()
-            connection.close()
+            end_outer(connection, outer)
 
 
 @pytest.fixture

@@ -132,7 +132,7 @@ def make_site(
 
 
 def make_capability(
-    organization: Organization, category: str = "chassis.brake", **fields: Any
+    organization: Organization, category: str = "chassis.braking.foundation", **fields: Any
 ) -> Capability:
     fields.setdefault("processes", ["machining"])
     return _add(Capability(organization=organization, category=category, **fields))  # type: ignore[no-any-return]
@@ -200,7 +200,7 @@ def make_purchase(
         "plant": plant,
         "supplier": supplier,
         "supplier_site": supplier_site,
-        "category": "chassis.brake",
+        "category": "chassis.braking.foundation",
         "amount": Decimal(amount),
         "purchased_on": purchased_on or date.today(),
         "invoice_number": f"INV-{next(_counter):08d}",

@@ -273,9 +273,26 @@ def test_factories_build_a_small_world_without_committing(db_session):
     plant = factories.make_site(oem)
     supplier = factories.make_org()
     site = factories.make_site(supplier, at=factories.SHENZHEN, city_code="440300")
-    factories.make_capability(supplier, "chassis.brake")
+    factories.make_capability(supplier, "chassis.braking.foundation")
     factories.make_certification(supplier)
     demand = factories.make_demand(oem, plant)
     purchase = factories.make_purchase(oem, plant, supplier, site, amount="123.45")
     assert uscc.validate(supplier.uscc) == supplier.uscc
     assert demand.id and purchase.amount == Decimal("123.45")
+
+
+def test_db_session_rolls_back_what_the_code_commits(app):
+    """The fixture's promise: a use case's commit() inside a test leaves nothing behind."""
+    from tests.conftest import db_session as fixture
+
+    marker = factories.fictional_uscc()
+    generator = fixture.__wrapped__(app)
+    session = next(generator)
+    session.add(Organization(kind=OrgKind.OEM, uscc=marker, legal_name="x", city_code="440100"))
+    session.commit()
+    assert session.scalar(select(Organization.id).where(Organization.uscc == marker))
+    with pytest.raises(StopIteration):
+        next(generator)
+    with app.app_context():
+        assert db.session.scalar(select(Organization.id).where(Organization.uscc == marker)) is None
+        db.session.remove()

@@ -1,12 +1,17 @@
 """Where jobs go: RQ queues on Redis, or inline execution in the embedded default.
 
-Every enqueue goes through :func:`enqueue`, which sets the timeout, result TTL, retries and a
-stable job id, so a job enqueued twice for the same work is still one job in Redis.
+Every enqueue goes through :func:`enqueue`, which sets the timeout, TTLs, retries and a stable
+job id. Job ids and queue names carry the configured prefix (``RQ_QUEUE_PREFIX``), so several
+deployments (or test runs) can share one Redis without ever touching each other's jobs.
+
+Queues, in the order a worker serves them: ``periodic`` (the sweeper and other scheduled jobs,
+first so a backlog never delays recovery), then ``default``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,13 +20,21 @@ from typing import Any
 from flask import Flask, current_app
 from redis import Redis
 from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE = "default"
+PERIODIC_QUEUE = "periodic"
+QUEUES = (PERIODIC_QUEUE, DEFAULT_QUEUE)
 JOB_TIMEOUT = 60
 RESULT_TTL = 3600
 FAILURE_TTL = 7 * 24 * 3600
+RETRY_INTERVALS = [1, 5, 15]
+# A job in one of these states will still run: enqueueing it again would only run it twice.
+LIVE_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def embedded_redis(app: Flask) -> Redis:
@@ -47,8 +60,19 @@ class JobQueues:
             return Redis.from_url(self.redis_url, socket_connect_timeout=2, socket_timeout=5)
         return embedded_redis(current_app)
 
-    def queue(self, name: str = DEFAULT_QUEUE) -> Queue:
-        return Queue(f"{self.prefix}:{name}", connection=self.connection())
+    def queue_name(self, name: str = DEFAULT_QUEUE) -> str:
+        return f"{self.prefix}:{name}"
+
+    def queue(self, name: str = DEFAULT_QUEUE, connection: Redis | None = None) -> Queue:
+        return Queue(self.queue_name(name), connection=connection or self.connection())
+
+    def job_id(self, job_id: str) -> str:
+        """The Redis-wide job id: the prefix, then the caller's stable id."""
+        return _UNSAFE_ID_CHARS.sub("_", f"{self.prefix}-{job_id}")
+
+    def key(self, name: str) -> str:
+        """A Redis key of this deployment (for small coordination flags)."""
+        return f"{self.prefix}:{name}"
 
     def health(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -73,6 +97,16 @@ def jobs() -> JobQueues:
     return current_app.extensions["jobs"]
 
 
+def job_is_live(job_id: str, connection: Redis | None = None) -> bool:
+    """True if the (unprefixed) job is queued, running, scheduled or deferred in Redis."""
+    transport = jobs()
+    try:
+        job = Job.fetch(transport.job_id(job_id), connection=connection or transport.connection())
+        return job.get_status(refresh=False) in LIVE_STATES
+    except NoSuchJobError:
+        return False
+
+
 def enqueue(
     func: Callable[..., Any],
     *args: Any,
@@ -80,11 +114,15 @@ def enqueue(
     queue: str = DEFAULT_QUEUE,
     timeout: int = JOB_TIMEOUT,
     retries: int = 3,
+    ttl: int | None = None,
+    result_ttl: int = RESULT_TTL,
+    unless_live: bool = False,
 ) -> bool:
     """Run ``func(*args)`` in a worker (or inline). Returns False if Redis could not take it.
 
     A False return is not an error for the caller: the work is in the outbox, and the sweeper
-    enqueues it again once Redis is back.
+    enqueues it again once Redis is back. ``unless_live`` skips the enqueue when a job with this
+    id is still going to run. ``ttl`` drops a job nobody started within that many seconds.
     """
     transport = jobs()
     if transport.mode == "inline":
@@ -95,14 +133,18 @@ def enqueue(
             return False
         return True
     try:
-        transport.queue(queue).enqueue_call(
+        connection = transport.connection()
+        if unless_live and job_is_live(job_id, connection):
+            return True
+        transport.queue(queue, connection).enqueue_call(
             func,
             args=args,
-            job_id=job_id,
+            job_id=transport.job_id(job_id),
             timeout=timeout,
-            result_ttl=RESULT_TTL,
+            ttl=ttl,
+            result_ttl=result_ttl,
             failure_ttl=FAILURE_TTL,
-            retry=Retry(max=retries, interval=[1, 5, 15]) if retries else None,
+            retry=Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries else None,
         )
     except Exception as exc:
         log.warning(

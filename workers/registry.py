@@ -6,7 +6,10 @@ import importlib
 from functools import cache
 
 # Each module registers its topic's handler with ``workers.outbox.handles``.
-HANDLER_MODULES: tuple[str, ...] = ()
+HANDLER_MODULES: tuple[str, ...] = (
+    "search.sync",  # search.sync: upsert a supplier's document
+    "workers.ledger",  # ledger.record / ledger.reverse: append to the near-shore ledger
+)
 
 
 @cache

@@ -12,3 +12,22 @@ def register_blueprints(api: Api) -> None:
 
     api.register_blueprint(health.blp)
     api.register_blueprint(reference.blp, url_prefix=API_PREFIX)
+    from market.api import auth, organizations  # accounts: sign-in, tokens, organizations
+
+    api.register_blueprint(auth.blp, url_prefix=API_PREFIX)
+    api.register_blueprint(organizations.blp, url_prefix=API_PREFIX)
+    from market.api import plants, suppliers  # supplier profiles, OEM plants
+
+    api.register_blueprint(suppliers.blp, url_prefix=API_PREFIX)
+    api.register_blueprint(plants.blp, url_prefix=API_PREFIX)
+    from market.api import demands, purchases, quotes  # demands, quotes, awards, purchases
+
+    api.register_blueprint(demands.blp, url_prefix=API_PREFIX)
+    api.register_blueprint(quotes.blp, url_prefix=API_PREFIX)
+    api.register_blueprint(purchases.blp, url_prefix=API_PREFIX)
+    from market.api import search  # matching and the supplier search box
+
+    api.register_blueprint(search.blp, url_prefix=API_PREFIX)
+    from market.api import ledger  # the near-shore ledger, policies, baselines, outbox
+
+    api.register_blueprint(ledger.blp, url_prefix=API_PREFIX)

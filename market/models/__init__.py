@@ -20,6 +20,7 @@ from market.models.marketplace import (
     Quote,
     QuoteStatus,
 )
+from market.models.notifications import Notification, NotificationKind
 from market.models.outbox import OutboxEvent, OutboxStatus, OutboxTopic
 from market.models.suppliers import Capability, Certification, CertStatus, Site, SiteKind
 
@@ -34,6 +35,8 @@ __all__ = [
     "EntryKind",
     "IdempotencyRecord",
     "LedgerEntry",
+    "Notification",
+    "NotificationKind",
     "OrgKind",
     "OrgStatus",
     "Organization",

@@ -49,7 +49,7 @@ class Demand(Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
-    plant_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    plant_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
     category: Mapped[str] = mapped_column(String(120))
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
@@ -82,7 +82,7 @@ class Quote(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     demand_id: Mapped[int] = mapped_column(ForeignKey("demands.id"), index=True)
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
-    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
     unit_price: Mapped[Decimal]
     quantity: Mapped[int]
     lead_time_days: Mapped[int]
@@ -110,8 +110,8 @@ class Purchase(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     oem_org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
     supplier_org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
-    supplier_site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
-    plant_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    supplier_site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    plant_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
     category: Mapped[str] = mapped_column(String(120))
     amount: Mapped[Decimal]
     purchased_on: Mapped[date]

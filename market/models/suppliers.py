@@ -76,7 +76,8 @@ class Certification(Model):
     valid_from: Mapped[date]
     valid_until: Mapped[date | None]
     scope: Mapped[str | None] = mapped_column(Text)
-    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    # Indexed: without it every deleted site scans all certifications (foreign-key check).
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
     status: Mapped[CertStatus] = mapped_column(default=CertStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

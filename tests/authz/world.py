@@ -2,16 +2,26 @@
 
 Tenant A's objects are the "own" objects of buyer_a/supplier_a and the "other's" objects of
 buyer_b/supplier_b; rule paths name tenant A's objects, e.g. ``/api/v1/demands/{demand_a}``.
+
+Besides the marketplace objects there are ``org_pending`` and ``org_suspended`` (suppliers an
+admin can verify or reactivate) and each persona's API token ``token_<persona>``. A rule body
+may name ids or ``world.values`` (``email_<persona>``, ``password``) as ``"{name}"`` strings.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from market.models import OrgKind, Quote, Role
+from sqlalchemy import select
+
+from market.auth import hash_api_token
+from market.models import ApiToken, OrgKind, OrgStatus, Quote, Role
+from market.passwords import hash_password
 from tests import factories
 
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 PERSONAS = ("anonymous", "buyer_a", "buyer_b", "supplier_a", "supplier_b", "auditor", "admin")
 
 
@@ -20,9 +30,29 @@ class World:
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
     ids: dict[str, int] = field(default_factory=dict)
     objects: dict[str, Any] = field(default_factory=dict)
+    # Other values a rule body may name, e.g. {"email": "{email_buyer_a}"}.
+    values: dict[str, Any] = field(default_factory=dict)
 
     def path(self, template: str) -> str:
         return template.format(**self.ids)
+
+    def body(self, template: Any) -> Any:
+        """The rule body with every string that is exactly ``"{name}"`` replaced by that id/value.
+
+        Ids keep their type (``{"site_id": "{site_a}"}`` sends an integer); other strings,
+        braces included, are sent as written.
+        """
+        if isinstance(template, dict):
+            return {key: self.body(value) for key, value in template.items()}
+        if isinstance(template, list):
+            return [self.body(value) for value in template]
+        if isinstance(template, str):
+            match = _PLACEHOLDER.fullmatch(template)
+            if match and match.group(1) in self.ids:
+                return self.ids[match.group(1)]
+            if match and match.group(1) in self.values:
+                return self.values[match.group(1)]
+        return template
 
 
 def build_world() -> World:
@@ -35,7 +65,7 @@ def build_world() -> World:
     plant_b = factories.make_site(oem_b)
     site_a = factories.make_site(sup_a, at=factories.SHENZHEN)
     site_b = factories.make_site(sup_b)
-    cap_a = factories.make_capability(sup_a, "chassis.brake")
+    cap_a = factories.make_capability(sup_a, "chassis.braking.foundation")
     cert_a = factories.make_certification(sup_a)
     demand_a = factories.make_demand(oem_a, plant_a)
     demand_b = factories.make_demand(oem_b, plant_b)
@@ -58,8 +88,27 @@ def build_world() -> World:
         "auditor": factories.make_user(role=Role.AUDITOR),
         "admin": factories.make_user(role=Role.ADMIN),
     }
+    # Signing in costs what the test apps' argon2 parameters cost, not the factories' hash.
+    fast_hash = hash_password(factories.PASSWORD)
+    for user in users.values():
+        user.password_hash = fast_hash
+    # Accounts: organizations an admin can verify or reactivate.
+    org_pending = factories.make_org(OrgKind.SUPPLIER, status=OrgStatus.PENDING)
+    org_suspended = factories.make_org(OrgKind.SUPPLIER, status=OrgStatus.SUSPENDED)
     factories.db.session.flush()
-    world.headers = {"anonymous": {}} | {name: factories.auth(u) for name, u in users.items()}
+    raw_tokens = {name: factories.make_token(u) for name, u in users.items()}
+    world.headers = {"anonymous": {}} | {
+        name: {"Authorization": f"Bearer {raw}"} for name, raw in raw_tokens.items()
+    }
+    tokens = {
+        f"token_{name}": factories.db.session.scalar(
+            select(ApiToken).where(ApiToken.token_hash == hash_api_token(raw))
+        )
+        for name, raw in raw_tokens.items()
+    }
+    world.values = {f"email_{name}": u.email for name, u in users.items()}
+    world.values["password"] = factories.PASSWORD
+    world.values |= {f"session_{name}": u.session_token for name, u in users.items()}
     named = {
         "oem_a": oem_a,
         "oem_b": oem_b,
@@ -75,7 +124,9 @@ def build_world() -> World:
         "demand_b": demand_b,
         "quote_a": quote_a,
         "purchase_a": purchase_a,
-    }
+        "org_pending": org_pending,
+        "org_suspended": org_suspended,
+    } | tokens
     world.objects = named | {f"user_{k}": v for k, v in users.items()}
     world.ids = {name: obj.id for name, obj in world.objects.items()}
     return world

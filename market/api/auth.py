@@ -1,0 +1,107 @@
+"""Signing in and out, one's own password and API tokens, and the security event log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from market.api.pagination import page_of
+from market.auth import auth_method, csrf_exempt
+from market.models import Role
+from market.permissions import ALL_ROLES, actor, allow, public
+from market.schemas import PageQuerySchema
+from market.schemas.accounts import (
+    ApiTokenCreatedSchema,
+    ApiTokenSchema,
+    LoginSchema,
+    MeSchema,
+    PasswordChangeSchema,
+    SecurityEventQuerySchema,
+    SecurityEventSchema,
+    SessionSchema,
+    TokenCreateSchema,
+)
+from market.services import accounts
+
+blp = Blueprint("auth", __name__, description="Sessions, passwords and API tokens")
+
+ApiTokenPageSchema = page_of(ApiTokenSchema)
+SecurityEventPageSchema = page_of(SecurityEventSchema)
+
+
+@blp.route("/auth/login", methods=["POST"])
+@public
+@csrf_exempt
+@blp.arguments(LoginSchema)
+@blp.response(200, SessionSchema)
+@blp.alt_response(401, description="Wrong email or password (the same answer for both)")
+@blp.alt_response(429, description="Too many attempts for this account or address")
+@blp.alt_response(503, description="The rate limiter's store is down: sign-in fails closed")
+def login(data: dict[str, Any]) -> dict[str, Any]:
+    """Sign in: sets the session cookie and returns the CSRF token for writes."""
+    user, csrf_token = accounts.login(data["email"], data["password"])
+    return {"user": user, "csrf_token": csrf_token}
+
+
+@blp.route("/auth/logout", methods=["POST"])
+@allow(*ALL_ROLES)
+@blp.response(204)
+def logout() -> None:
+    """Sign out everywhere: every copy of the session cookie stops working."""
+    accounts.logout(actor())
+
+
+@blp.route("/auth/me")
+@allow(*ALL_ROLES)
+@blp.response(200, MeSchema)
+def me() -> dict[str, Any]:
+    """The signed-in user and their organization."""
+    user = actor()
+    return {"user": user, "organization": user.organization, "auth": auth_method()}
+
+
+@blp.route("/auth/password", methods=["POST"])
+@allow(*ALL_ROLES)
+@blp.arguments(PasswordChangeSchema)
+@blp.response(204)
+def change_password(data: dict[str, Any]) -> None:
+    """Change one's password; other sessions end, this one stays signed in."""
+    accounts.password_change(actor(), data["current_password"], data["new_password"])
+
+
+@blp.route("/auth/tokens")
+class Tokens(MethodView):
+    @allow(*ALL_ROLES)
+    @blp.arguments(TokenCreateSchema)
+    @blp.response(201, ApiTokenCreatedSchema)
+    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Create an API token for machine clients (the token is shown once)."""
+        token, raw = accounts.token_create(actor(), data["name"], data["expires_in_days"])
+        fields = {name: getattr(token, name) for name in ApiTokenSchema().fields}
+        return {**fields, "token": raw}
+
+    @allow(*ALL_ROLES)
+    @blp.arguments(PageQuerySchema, location="query")
+    @blp.response(200, ApiTokenPageSchema)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """One's own API tokens, newest first."""
+        return accounts.token_list(actor(), **query).as_dict()
+
+
+@blp.route("/auth/tokens/<int:token_id>", methods=["DELETE"])
+@allow(*ALL_ROLES)
+@blp.response(204)
+def revoke_token(token_id: int) -> None:
+    """Revoke an API token (one's own; admins: anyone's)."""
+    accounts.token_revoke(actor(), token_id)
+
+
+@blp.route("/security-events")
+@allow(Role.ADMIN)
+@blp.arguments(SecurityEventQuerySchema, location="query")
+@blp.response(200, SecurityEventPageSchema)
+def security_events(query: dict[str, Any]) -> dict[str, Any]:
+    """Security events, newest first (admins)."""
+    return accounts.security_events(actor(), **query).as_dict()

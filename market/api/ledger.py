@@ -1,0 +1,134 @@
+"""The auditors' API: the near-shore ledger, its summary and chain check; policies and
+baselines (admins write, auditors read); the outbox's dead and pending rows (admins)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, stream_with_context
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import RAISE
+
+from market.api.pagination import page_of
+from market.models import Role
+from market.permissions import actor, allow
+from market.schemas.ledger import (
+    BaselineCreateSchema,
+    BaselineListSchema,
+    BaselineQuerySchema,
+    BaselineSchema,
+    ChainReportSchema,
+    LedgerEntrySchema,
+    LedgerQuerySchema,
+    OutboxEventSchema,
+    OutboxQuerySchema,
+    PolicyCreateSchema,
+    PolicyListSchema,
+    PolicySchema,
+    SummaryQuerySchema,
+    SummarySchema,
+)
+from market.services import ledger, policies
+from workers import outbox
+
+blp = Blueprint(
+    "ledger", __name__, description="The near-shore purchase ledger and the subsidy policy"
+)
+
+READERS = (Role.AUDITOR, Role.ADMIN)
+
+
+def _filters(args: dict[str, Any]) -> ledger.LedgerFilter:
+    return ledger.LedgerFilter(
+        year=args.get("year"),
+        oem=args.get("oem"),
+        supplier=args.get("supplier"),
+        city=args.get("city"),
+        near_shore=args.get("near_shore"),
+        kind=args.get("kind"),
+        date_from=args.get("date_from"),
+        date_to=args.get("date_to"),
+    )
+
+
+@blp.route("/ledger")
+@allow(*READERS)
+@blp.arguments(LedgerQuerySchema, location="query", unknown=RAISE)
+@blp.response(200, page_of(LedgerEntrySchema))
+@blp.alt_response(200, description="format=csv: UTF-8 CSV with a BOM", content_type="text/csv")
+def ledger_entries(args: dict[str, Any]) -> Any:
+    """Ledger entries in ledger order, filtered; JSON pages or a streamed CSV export."""
+    filters = _filters(args)
+    if args["export_format"] == "csv":
+        name = f"ledger-{args['year']}.csv" if args.get("year") else "ledger.csv"
+        return Response(
+            stream_with_context(ledger.ledger_csv(filters)),
+            mimetype="text/csv",
+            headers={
+                "Content-Type": "text/csv; charset=utf-8",
+                "Content-Disposition": f'attachment; filename="{name}"',
+            },
+        )
+    return ledger.ledger_page(filters, args["page"], args["per_page"]).as_dict()
+
+
+@blp.route("/ledger/summary")
+@allow(*READERS)
+@blp.arguments(SummaryQuerySchema, location="query", unknown=RAISE)
+@blp.response(200, SummarySchema)
+def ledger_summary(args: dict[str, Any]) -> dict[str, Any]:
+    """Per OEM for a year: near-shore total, baseline, increment, subsidy, whether capped."""
+    return ledger.ledger_summary(args["year"], oem=args.get("oem"))
+
+
+@blp.route("/ledger/verify")
+@allow(*READERS)
+@blp.response(200, ChainReportSchema)
+def ledger_verify() -> ledger.ChainReport:
+    """Walk the hash chain: ok, number of entries, head hash, first broken sequence."""
+    return ledger.verify_chain()
+
+
+@blp.route("/policies")
+class Policies(MethodView):
+    @allow(*READERS)
+    @blp.response(200, PolicyListSchema)
+    def get(self) -> dict[str, Any]:
+        """Every subsidy policy version, oldest first."""
+        return {"items": policies.policy_list()}
+
+    @allow(Role.ADMIN)
+    @blp.arguments(PolicyCreateSchema)
+    @blp.response(201, PolicySchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Add the next policy version (never retroactive)."""
+        return policies.policy_add(data, by=actor())
+
+
+@blp.route("/baselines")
+class Baselines(MethodView):
+    @allow(*READERS)
+    @blp.arguments(BaselineQuerySchema, location="query", unknown=RAISE)
+    @blp.response(200, BaselineListSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Declared baselines (an OEM's near-shore total of a year before the platform)."""
+        return {"items": policies.baseline_list(oem_org_id=args.get("oem"), year=args.get("year"))}
+
+    @allow(Role.ADMIN)
+    @blp.arguments(BaselineCreateSchema)
+    @blp.response(201, BaselineSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Declare an OEM's near-shore total of a past year (correctable until used)."""
+        return policies.baseline_declare(data, by=actor())
+
+
+@blp.route("/admin/outbox")
+@allow(Role.ADMIN)
+@blp.arguments(OutboxQuerySchema, location="query", unknown=RAISE)
+@blp.response(200, page_of(OutboxEventSchema))
+def admin_outbox(args: dict[str, Any]) -> dict[str, Any]:
+    """Outbox rows that are dead or still pending (by default), oldest first."""
+    page = outbox.outbox_page(args["status"], args.get("topic"), args["page"], args["per_page"])
+    page.items = [outbox.describe(event) for event in page.items]
+    return page.as_dict()

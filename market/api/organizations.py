@@ -1,0 +1,78 @@
+"""Organizations: registration (public) and an administrator's verification and suspension."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from market.api.pagination import page_of
+from market.models import Organization, Role
+from market.permissions import ALL_ROLES, actor, allow, public
+from market.schemas.accounts import (
+    OrganizationDetailSchema,
+    OrganizationQuerySchema,
+    OrganizationRegisterSchema,
+    OrganizationSchema,
+    RegistrationSchema,
+    SuspendSchema,
+)
+from market.services import accounts
+
+blp = Blueprint(
+    "organizations", __name__, description="OEM and supplier organizations and their status"
+)
+
+OrganizationPageSchema = page_of(OrganizationSchema)
+
+
+@blp.route("/organizations")
+class Organizations(MethodView):
+    @public
+    @blp.arguments(OrganizationRegisterSchema)
+    @blp.response(201, RegistrationSchema)
+    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Register an organization with its first user (pending until verified)."""
+        organization, user = accounts.organization_register(data)
+        return {"organization": organization, "user": user}
+
+    @allow(Role.ADMIN, Role.AUDITOR)
+    @blp.arguments(OrganizationQuerySchema, location="query")
+    @blp.response(200, OrganizationPageSchema)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """List organizations (admins and auditors), filtered by kind and status."""
+        return accounts.organization_list(actor(), **query).as_dict()
+
+
+@blp.route("/organizations/<int:organization_id>")
+@allow(*ALL_ROLES)
+@blp.response(200, OrganizationDetailSchema)
+def organization_detail(organization_id: int) -> Organization:
+    """One organization with its members (its members, auditors and admins)."""
+    return accounts.organization_get(actor(), organization_id)
+
+
+@blp.route("/organizations/<int:organization_id>/verify", methods=["POST"])
+@allow(Role.ADMIN)
+@blp.response(200, OrganizationSchema)
+def organization_verify(organization_id: int) -> Organization:
+    """Verify a pending organization (admin): it becomes active."""
+    return accounts.organization_verify(actor(), organization_id)
+
+
+@blp.route("/organizations/<int:organization_id>/suspend", methods=["POST"])
+@allow(Role.ADMIN)
+@blp.arguments(SuspendSchema)
+@blp.response(200, OrganizationSchema)
+def organization_suspend(data: dict[str, Any], organization_id: int) -> Organization:
+    """Suspend an organization (admin): its sessions end and its API tokens are revoked."""
+    return accounts.organization_suspend(actor(), organization_id, data.get("reason"))
+
+
+@blp.route("/organizations/<int:organization_id>/reactivate", methods=["POST"])
+@allow(Role.ADMIN)
+@blp.response(200, OrganizationSchema)
+def organization_reactivate(organization_id: int) -> Organization:
+    """Lift a suspension (admin)."""
+    return accounts.organization_reactivate(actor(), organization_id)

@@ -1,0 +1,71 @@
+"""Quotes on open demands, their withdrawal, and the award that makes a purchase."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import RAISE
+
+from market.api.pagination import page_of
+from market.models import Purchase, Quote, Role
+from market.permissions import actor, allow
+from market.schemas.marketplace import (
+    AwardSchema,
+    PurchaseSchema,
+    QuoteCreateSchema,
+    QuoteQuerySchema,
+    QuoteSchema,
+)
+from market.services import quotes
+
+blp = Blueprint("quotes", __name__, description="Suppliers' quotes on demands, and awards")
+
+
+@blp.route("/demands/<int:demand_id>/quotes")
+class DemandQuotes(MethodView):
+    @allow(Role.SUPPLIER)
+    @blp.arguments(QuoteCreateSchema)
+    @blp.response(201, QuoteSchema)
+    @blp.alt_response(403, description="Not an active supplier eligible for this demand")
+    @blp.alt_response(404, description="No such demand, or not open to you")
+    @blp.alt_response(409, description="The demand is not open, or you have already quoted")
+    def post(self, data: dict[str, Any], demand_id: int) -> Quote:
+        """Quote on an open demand you are eligible for (one quote per supplier)."""
+        return quotes.quote_create(actor(), demand_id, data)
+
+    @allow(Role.BUYER, Role.SUPPLIER, Role.AUDITOR, Role.ADMIN)
+    @blp.arguments(QuoteQuerySchema, location="query", unknown=RAISE)
+    @blp.response(200, page_of(QuoteSchema))
+    @blp.alt_response(404, description="No such demand, or not yours to see")
+    def get(self, query: dict[str, Any], demand_id: int) -> dict[str, Any]:
+        """A demand's quotes: all of them for its buyer; a supplier sees only its own."""
+        return quotes.quote_list(actor(), demand_id, query).as_dict()
+
+
+@blp.route("/quotes/<int:quote_id>/withdraw")
+class QuoteWithdraw(MethodView):
+    @allow(Role.SUPPLIER)
+    @blp.response(200, QuoteSchema)
+    @blp.alt_response(404, description="No such quote of yours")
+    @blp.alt_response(409, description="Only a submitted quote can be withdrawn")
+    def post(self, quote_id: int) -> Quote:
+        """Withdraw your submitted quote."""
+        return quotes.quote_withdraw(actor(), quote_id)
+
+
+@blp.route("/quotes/<int:quote_id>/award")
+class QuoteAward(MethodView):
+    @allow(Role.BUYER)
+    @blp.arguments(AwardSchema)
+    @blp.response(201, PurchaseSchema)
+    @blp.alt_response(404, description="No such quote on a demand of yours")
+    @blp.alt_response(
+        409,
+        description="The demand is not open, the quote is not submitted or has expired, "
+        "or the invoice is already recorded",
+    )
+    def post(self, data: dict[str, Any], quote_id: int) -> Purchase:
+        """Award a quote: the demand is awarded and the purchase recorded, in one transaction."""
+        return quotes.quote_award(actor(), quote_id, data)

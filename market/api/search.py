@@ -1,0 +1,39 @@
+"""Search: a demand's ranked suppliers, and the supplier search box."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+from marshmallow import RAISE
+
+from market.models import Role
+from market.permissions import actor, allow
+from market.schemas.search import (
+    MatchPageSchema,
+    MatchQuerySchema,
+    SupplierSearchPageSchema,
+    SupplierSearchQuerySchema,
+)
+from market.services import search as services
+
+blp = Blueprint("search", __name__, description="Ranked matching and supplier search")
+
+
+@blp.route("/demands/<int:demand_id>/matches")
+@allow(Role.BUYER, Role.AUDITOR, Role.ADMIN)
+@blp.arguments(MatchQuerySchema, location="query", unknown=RAISE)
+@blp.response(200, MatchPageSchema)
+@blp.alt_response(404, description="No such demand (or not yours)")
+def demand_matches(args: dict[str, Any], demand_id: int) -> dict[str, Any]:
+    """Suppliers ranked for a demand by distance and tier, each with its explanation."""
+    return services.demand_matches(actor(), demand_id, args["page"], args["per_page"])
+
+
+@blp.route("/suppliers/search")
+@allow(Role.BUYER, Role.SUPPLIER, Role.AUDITOR, Role.ADMIN)
+@blp.arguments(SupplierSearchQuerySchema, location="query", unknown=RAISE)
+@blp.response(200, SupplierSearchPageSchema)
+def supplier_search(args: dict[str, Any]) -> dict[str, Any]:
+    """Search visible suppliers by text, place, category, certification, tier and city."""
+    return services.supplier_search(actor(), args)

@@ -1,0 +1,181 @@
+"""Supplier profiles, sites, capabilities and certifications."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import RAISE
+
+from market.api.pagination import page_of
+from market.models import Capability, Certification, Organization, Role, Site
+from market.permissions import ALL_ROLES, actor, allow
+from market.schemas.suppliers import (
+    CapabilityCreateSchema,
+    CapabilityListQuerySchema,
+    CapabilitySchema,
+    CertificationCreateSchema,
+    CertificationListQuerySchema,
+    CertificationPatchSchema,
+    CertificationSchema,
+    SiteCreateSchema,
+    SiteListQuerySchema,
+    SitePatchSchema,
+    SiteSchema,
+    SupplierProfileSchema,
+    SupplierSchema,
+)
+from market.services import suppliers as services
+from market.services.pagination import Page
+
+blp = Blueprint(
+    "suppliers",
+    __name__,
+    description="Supplier profiles: sites, part capabilities and certifications",
+)
+
+EDITORS = (Role.SUPPLIER, Role.ADMIN)
+
+
+def errors(*statuses: int) -> Any:
+    """Document error responses of a view (the bodies are the API's one error envelope)."""
+
+    def decorate(view: Any) -> Any:
+        for status in statuses:
+            view = blp.alt_response(status, response=HTTPStatus(status).name)(view)
+        return view
+
+    return decorate
+
+
+@blp.route("/suppliers/<int:org_id>")
+class Supplier(MethodView):
+    @allow(*ALL_ROLES)
+    @blp.response(200, SupplierSchema)
+    @errors(401, 404)
+    def get(self, org_id: int) -> Organization:
+        """A supplier's profile with its sites, capabilities and certifications."""
+        return services.supplier_get(actor(), org_id)
+
+
+@blp.route("/suppliers/<int:org_id>/profile")
+class SupplierProfile(MethodView):
+    @allow(*EDITORS)
+    @blp.arguments(SupplierProfileSchema)
+    @blp.response(200, SupplierSchema)
+    @errors(401, 403, 404)
+    def put(self, data: dict[str, Any], org_id: int) -> Organization:
+        """Replace a supplier's profile: tier, description, 专精特新 flag, size bands, listing."""
+        return services.supplier_profile_update(actor(), org_id, data)
+
+
+@blp.route("/suppliers/<int:org_id>/sites")
+class Sites(MethodView):
+    @allow(*EDITORS)
+    @blp.arguments(SiteCreateSchema)
+    @blp.response(201, SiteSchema)
+    @errors(401, 403, 404)
+    def post(self, data: dict[str, Any], org_id: int) -> Site:
+        """Add a plant or warehouse to a supplier."""
+        return services.site_create(actor(), org_id, data)
+
+    @allow(*ALL_ROLES)
+    @blp.arguments(SiteListQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
+    @blp.response(200, page_of(SiteSchema))
+    @errors(401, 404)
+    def get(self, org_id: int, **query: Any) -> Page:
+        """A supplier's sites (filters: kind, city_code, active)."""
+        return services.site_list(actor(), org_id, **query)
+
+
+@blp.route("/suppliers/<int:org_id>/sites/<int:site_id>")
+class SiteItem(MethodView):
+    @allow(*ALL_ROLES)
+    @blp.response(200, SiteSchema)
+    @errors(401, 404)
+    def get(self, org_id: int, site_id: int) -> Site:
+        """One site of a supplier."""
+        return services.site_get(actor(), org_id, site_id)
+
+    @allow(*EDITORS)
+    @blp.arguments(SitePatchSchema)
+    @blp.response(200, SiteSchema)
+    @errors(401, 403, 404)
+    def patch(self, data: dict[str, Any], org_id: int, site_id: int) -> Site:
+        """Change a site's fields (``active: true`` reactivates it)."""
+        return services.site_update(actor(), org_id, site_id, data)
+
+    @allow(*EDITORS)
+    @blp.response(204)
+    @errors(401, 403, 404)
+    def delete(self, org_id: int, site_id: int) -> None:
+        """Deactivate a site (it is kept: quotes and purchases refer to it)."""
+        services.site_deactivate(actor(), org_id, site_id)
+
+
+@blp.route("/suppliers/<int:org_id>/capabilities")
+class Capabilities(MethodView):
+    @allow(*EDITORS)
+    @blp.arguments(CapabilityCreateSchema)
+    @blp.response(201, CapabilitySchema)
+    @errors(401, 403, 404, 409)
+    def post(self, data: dict[str, Any], org_id: int) -> Capability:
+        """Declare a part category the supplier makes (one per category)."""
+        return services.capability_create(actor(), org_id, data)
+
+    @allow(*ALL_ROLES)
+    @blp.arguments(CapabilityListQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
+    @blp.response(200, page_of(CapabilitySchema))
+    @errors(401, 404)
+    def get(self, org_id: int, **query: Any) -> Page:
+        """A supplier's capabilities (filter: category, including its descendants)."""
+        return services.capability_list(actor(), org_id, **query)
+
+
+@blp.route("/suppliers/<int:org_id>/capabilities/<int:capability_id>")
+class CapabilityItem(MethodView):
+    @allow(*EDITORS)
+    @blp.response(204)
+    @errors(401, 403, 404)
+    def delete(self, org_id: int, capability_id: int) -> None:
+        """Remove a capability."""
+        services.capability_delete(actor(), org_id, capability_id)
+
+
+@blp.route("/suppliers/<int:org_id>/certifications")
+class Certifications(MethodView):
+    @allow(*EDITORS)
+    @blp.arguments(CertificationCreateSchema)
+    @blp.response(201, CertificationSchema)
+    @errors(401, 403, 404)
+    def post(self, data: dict[str, Any], org_id: int) -> Certification:
+        """Record a certificate or qualification (standard, level, validity, optional site)."""
+        return services.certification_create(actor(), org_id, data)
+
+    @allow(*ALL_ROLES)
+    @blp.arguments(CertificationListQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
+    @blp.response(200, page_of(CertificationSchema))
+    @errors(401, 404)
+    def get(self, org_id: int, **query: Any) -> Page:
+        """A supplier's certifications (filters: standard, status)."""
+        return services.certification_list(actor(), org_id, **query)
+
+
+@blp.route("/suppliers/<int:org_id>/certifications/<int:certification_id>")
+class CertificationItem(MethodView):
+    @allow(*ALL_ROLES)
+    @blp.response(200, CertificationSchema)
+    @errors(401, 404)
+    def get(self, org_id: int, certification_id: int) -> Certification:
+        """One certification of a supplier."""
+        return services.certification_get(actor(), org_id, certification_id)
+
+    @allow(*EDITORS)
+    @blp.arguments(CertificationPatchSchema)
+    @blp.response(200, CertificationSchema)
+    @errors(401, 403, 404, 409)
+    def patch(self, data: dict[str, Any], org_id: int, certification_id: int) -> Certification:
+        """Correct a certification, or revoke it with ``status: revoked`` (final)."""
+        return services.certification_update(actor(), org_id, certification_id, data)

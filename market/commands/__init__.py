@@ -1,0 +1,1 @@
+"""Command groups of the ``flask`` CLI, one module per area (registered in market/cli.py)."""

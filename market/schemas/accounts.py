@@ -1,0 +1,218 @@
+"""Request and response shapes of accounts: organizations, users, sign-in, API tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from market import refdata, uscc
+from market.models import OrgKind, OrgStatus, Role
+from market.schemas import PageQuerySchema, StrictSchema
+
+PASSWORD_MIN = 12
+# argon2 accepts any length; the cap only bounds the hashing work one request can ask for.
+PASSWORD_MAX = 256
+_LINE_BREAKS = ("\r", "\n", "\t")
+
+
+class TrimmedLine(fields.String):
+    """One line of text: surrounding whitespace removed, no line breaks or tabs."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        text = text.strip()
+        if any(ch in text for ch in _LINE_BREAKS):
+            raise ValidationError("Must be a single line (no line breaks or tabs).")
+        return text
+
+
+class NormalisedEmail(fields.Email):
+    """An email address, compared and stored lower-case without surrounding whitespace."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class USCCField(fields.String):
+    """A unified social credit code, checked against GB 32100-2015 (the message names the rule)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return uscc.validate(text)
+        except uscc.InvalidUSCC as exc:
+            raise ValidationError(f"Breaks GB 32100-2015 rule '{exc.rule}': {exc}") from exc
+
+
+def _password_field(**kwargs: Any) -> fields.String:
+    return fields.String(
+        required=True,
+        validate=validate.Length(
+            min=PASSWORD_MIN,
+            max=PASSWORD_MAX,
+            error=f"Passwords have {PASSWORD_MIN} to {PASSWORD_MAX} characters.",
+        ),
+        load_only=True,
+        **kwargs,
+    )
+
+
+def check_password_policy(password: str, email: str | None = None) -> list[str]:
+    """What is wrong with ``password`` (empty when it is acceptable)."""
+    problems = []
+    if len(password) < PASSWORD_MIN or len(password) > PASSWORD_MAX:
+        problems.append(f"Passwords have {PASSWORD_MIN} to {PASSWORD_MAX} characters.")
+    elif not password.strip():
+        problems.append("A password cannot be only spaces.")
+    if email and password.strip().lower() == email.strip().lower():
+        problems.append("The password cannot be the email address.")
+    return problems
+
+
+# --- organizations ------------------------------------------------------------------------------
+
+
+class FirstUserSchema(StrictSchema):
+    email = NormalisedEmail(required=True, validate=validate.Length(max=254))
+    password = _password_field()
+    display_name = TrimmedLine(validate=validate.Length(min=1, max=120), load_default=None)
+
+    @validates_schema
+    def _policy(self, data: dict[str, Any], **kwargs: Any) -> None:
+        problems = check_password_policy(data.get("password", ""), data.get("email"))
+        if problems:
+            raise ValidationError({"password": problems})
+
+
+class OrganizationRegisterSchema(StrictSchema):
+    """An organization and its first user. Role, status, tier and verification are not inputs:
+    the role follows from the kind and an administrator verifies the organization."""
+
+    kind = fields.Enum(OrgKind, by_value=True, required=True)
+    uscc = USCCField(required=True)
+    legal_name = TrimmedLine(required=True, validate=validate.Length(min=1, max=200))
+    english_name = TrimmedLine(validate=validate.Length(min=1, max=200), load_default=None)
+    city_code = fields.String(
+        required=True,
+        validate=validate.OneOf(
+            sorted(refdata.cities()),
+            error="Not a Guangdong prefecture-level city code (GB/T 2260); see GET /api/v1/cities.",
+        ),
+    )
+    user = fields.Nested(FirstUserSchema, required=True)
+
+
+class OrganizationQuerySchema(PageQuerySchema):
+    kind = fields.Enum(OrgKind, by_value=True, load_default=None)
+    status = fields.Enum(OrgStatus, by_value=True, load_default=None)
+
+
+class SuspendSchema(StrictSchema):
+    reason = TrimmedLine(validate=validate.Length(min=1, max=300), load_default=None)
+
+
+class OrganizationSchema(Schema):
+    id = fields.Integer()
+    kind = fields.Enum(OrgKind, by_value=True)
+    uscc = fields.String()
+    legal_name = fields.String()
+    english_name = fields.String(allow_none=True)
+    city_code = fields.String()
+    status = fields.Enum(OrgStatus, by_value=True)
+    tier = fields.Integer(allow_none=True)
+    verified_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class UserSchema(Schema):
+    id = fields.Integer()
+    email = fields.String()
+    display_name = fields.String(allow_none=True)
+    role = fields.Enum(Role, by_value=True)
+    organization_id = fields.Integer(allow_none=True)
+    disabled = fields.Boolean()
+    created_at = fields.DateTime()
+    last_login_at = fields.DateTime(allow_none=True)
+
+
+class OrganizationDetailSchema(OrganizationSchema):
+    members = fields.List(fields.Nested(UserSchema), attribute="users")
+
+
+class RegistrationSchema(Schema):
+    organization = fields.Nested(OrganizationSchema)
+    user = fields.Nested(UserSchema)
+
+
+# --- sign-in ------------------------------------------------------------------------------------
+
+
+class LoginSchema(StrictSchema):
+    # Not validated as an address: any wrong input gets the same answer as a wrong password.
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    password = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=1, max=PASSWORD_MAX)
+    )
+
+
+class SessionSchema(Schema):
+    user = fields.Nested(UserSchema)
+    csrf_token = fields.String(
+        metadata={"description": "Send it back in the X-CSRF-Token header on every write."}
+    )
+
+
+class MeSchema(Schema):
+    user = fields.Nested(UserSchema)
+    organization = fields.Nested(OrganizationSchema, allow_none=True)
+    auth = fields.String(metadata={"description": "How this request was authenticated."})
+
+
+class PasswordChangeSchema(StrictSchema):
+    current_password = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=1, max=PASSWORD_MAX)
+    )
+    new_password = _password_field()
+
+
+# --- API tokens ---------------------------------------------------------------------------------
+
+
+class TokenCreateSchema(StrictSchema):
+    name = TrimmedLine(required=True, validate=validate.Length(min=1, max=80))
+    expires_in_days = fields.Integer(
+        load_default=None, validate=validate.Range(min=1, max=366), allow_none=True
+    )
+
+
+class ApiTokenSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    prefix = fields.String(metadata={"description": "The first characters, to recognise it."})
+    created_at = fields.DateTime()
+    expires_at = fields.DateTime(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)
+
+
+class ApiTokenCreatedSchema(ApiTokenSchema):
+    token = fields.String(metadata={"description": "The bearer token; shown this once only."})
+
+
+# --- security events ----------------------------------------------------------------------------
+
+
+class SecurityEventQuerySchema(PageQuerySchema):
+    kind = fields.String(load_default=None, validate=validate.Length(max=40))
+    user_id = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**31 - 1))
+
+
+class SecurityEventSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    user_id = fields.Integer(allow_none=True)
+    ip = fields.String(allow_none=True)
+    detail = fields.String(allow_none=True)
+    created_at = fields.DateTime()

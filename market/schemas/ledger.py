@@ -1,0 +1,289 @@
+"""Schemas of the ledger API: entries, summaries, the chain check, policies, baselines, outbox."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from market.models import EntryKind, OutboxStatus, OutboxTopic
+from market.schemas import PageQuerySchema, StrictSchema
+
+
+class JsonDecimal(fields.Decimal):
+    """An exact decimal given as a JSON number (a string is refused, like NaN and Infinity),
+    with at most ``places`` decimals, within [minimum, maximum] (``minimum`` excluded when
+    ``exclusive_minimum``)."""
+
+    def __init__(
+        self,
+        places: int,
+        *,
+        minimum: int,
+        maximum: int,
+        exclusive_minimum: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        metadata = {"type": "number", "minimum": minimum, "maximum": maximum}
+        if exclusive_minimum:
+            metadata["exclusiveMinimum"] = True
+        metadata["multipleOf"] = float(Decimal(1).scaleb(-places))
+        super().__init__(metadata=metadata, **kwargs)
+        self.exponent = Decimal(1).scaleb(-places)
+        self.max_places = places
+        self.minimum = Decimal(minimum)
+        self.maximum = Decimal(maximum)
+        self.exclusive_minimum = exclusive_minimum
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            raise ValidationError("Must be a number (not a string).")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError("Must be a finite number.")
+        # repr() is the shortest text that reads back as the same float: what the client wrote.
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        if not number.is_finite() or abs(number) >= Decimal("1e15"):
+            raise ValidationError("Must be a finite number below 10^15.")
+        try:
+            exact = number.quantize(self.exponent)
+        except InvalidOperation as exc:
+            raise ValidationError("Not a valid number.") from exc
+        if exact != number:
+            raise ValidationError(f"At most {self.max_places} decimal places.")
+        low = "greater than" if self.exclusive_minimum else "at least"
+        too_low = exact <= self.minimum if self.exclusive_minimum else exact < self.minimum
+        if too_low or exact > self.maximum:
+            raise ValidationError(f"Must be {low} {self.minimum} and at most {self.maximum}.")
+        return exact
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return None if value is None else str(Decimal(value).quantize(self.exponent))
+
+
+class Money(fields.Decimal):
+    """Money in responses: a string with two decimals, e.g. ``"1234.50"`` (exact, no float)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("metadata", {"type": "string", "format": "decimal", "example": "1234.50"})
+        super().__init__(places=2, as_string=True, **kwargs)
+
+
+def _exact(places: int) -> dict[str, Any]:
+    """OpenAPI for decimals answered as strings (distances, rates)."""
+    return {"metadata": {"type": "string", "format": "decimal"}, "places": places}
+
+
+# --- the ledger --------------------------------------------------------------------------------
+
+
+class LedgerQuerySchema(PageQuerySchema):
+    year = fields.Integer(validate=validate.Range(min=1990, max=2200))
+    oem = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
+    supplier = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
+    city = fields.String(
+        validate=validate.Regexp(r"^\d{6}$", error="A 6-digit GB/T 2260 city code.")
+    )
+    near_shore = fields.Boolean()
+    kind = fields.Enum(EntryKind, by_value=True)
+    date_from = fields.Date()
+    date_to = fields.Date()
+    export_format = fields.String(
+        data_key="format", load_default="json", validate=validate.OneOf(["json", "csv"])
+    )
+
+    @validates_schema
+    def _dates_in_order(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("date_from") and data.get("date_to") and data["date_to"] < data["date_from"]:
+            raise ValidationError("Must be on or after date_from.", field_name="date_to")
+
+
+class LedgerEntrySchema(Schema):
+    seq = fields.Integer()
+    kind = fields.Enum(EntryKind, by_value=True)
+    purchase_id = fields.Integer()
+    oem_org_id = fields.Integer()
+    oem_name = fields.String(allow_none=True)
+    oem_uscc = fields.String(allow_none=True)
+    supplier_org_id = fields.Integer()
+    supplier_name = fields.String(allow_none=True)
+    supplier_uscc = fields.String(allow_none=True)
+    supplier_city_code = fields.String()
+    year = fields.Integer()
+    purchased_on = fields.Date()
+    amount = Money()
+    near_shore = fields.Boolean()
+    reason_code = fields.String()
+    distance_km = fields.Decimal(as_string=True, **_exact(3))
+    policy_version = fields.Integer()
+    baseline = Money()
+    near_shore_total_before = Money()
+    increment = Money()
+    subsidy = Money()
+    recorded_at = fields.DateTime()
+    prev_hash = fields.String()
+    entry_hash = fields.String()
+
+
+class SummaryQuerySchema(StrictSchema):
+    year = fields.Integer(required=True, validate=validate.Range(min=1990, max=2200))
+    oem = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
+
+
+class OemSummarySchema(Schema):
+    oem_org_id = fields.Integer()
+    oem_name = fields.String(allow_none=True)
+    oem_uscc = fields.String(allow_none=True)
+    entries = fields.Integer()
+    total_amount = Money()
+    near_shore_total = Money()
+    baseline = Money()
+    baseline_source = fields.String(metadata={"description": "declared | ledger"})
+    increment = Money()
+    subsidy = Money()
+    annual_cap = Money()
+    cap_reached = fields.Boolean()
+
+
+class SummaryTotalsSchema(Schema):
+    total_amount = Money()
+    near_shore_total = Money()
+    increment = Money()
+    subsidy = Money()
+
+
+class SummarySchema(Schema):
+    year = fields.Integer()
+    policy_version = fields.Integer()
+    items = fields.List(fields.Nested(OemSummarySchema))
+    totals = fields.Nested(SummaryTotalsSchema)
+
+
+class ChainReportSchema(Schema):
+    ok = fields.Boolean()
+    entries = fields.Integer()
+    head_hash = fields.String(allow_none=True)
+    broken_at = fields.Integer(allow_none=True)
+    reason = fields.String(allow_none=True)
+
+
+class LedgerEntryStatusSchema(Schema):
+    seq = fields.Integer()
+    entry_hash = fields.String()
+    recorded_at = fields.DateTime()
+    near_shore = fields.Boolean()
+    reason_code = fields.String()
+    distance_km = fields.Decimal(as_string=True, **_exact(3))
+    policy_version = fields.Integer()
+    baseline = Money()
+    increment = Money()
+    subsidy = Money()
+
+
+class LedgerStatusSchema(Schema):
+    """``market.services.ledger.ledger_status``: for ``GET /purchases/{id}``."""
+
+    status = fields.String(metadata={"description": "pending | failed | recorded | reversed"})
+    entry = fields.Nested(LedgerEntryStatusSchema, allow_none=True)
+    reversal = fields.Nested(LedgerEntryStatusSchema, allow_none=True)
+
+
+class SubsidyPreviewSchema(Schema):
+    """``market.services.subsidy.preview_purchase``: the effect a purchase would have."""
+
+    near_shore = fields.Boolean()
+    reason_code = fields.String()
+    distance_km = fields.Decimal(as_string=True, **_exact(3))
+    policy_version = fields.Integer()
+    year = fields.Integer()
+    baseline = Money()
+    near_shore_total_before = Money()
+    increment = Money()
+    subsidy = Money()
+    message = fields.String()
+
+
+# --- policies and baselines --------------------------------------------------------------------
+
+
+class PolicyCreateSchema(StrictSchema):
+    effective_from = fields.Date(required=True)
+    effective_until = fields.Date(load_default=None, allow_none=True)
+    province_prefix = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"^\d{2}(\d{2}){0,2}$", error="2, 4 or 6 digits of a GB/T 2260 division code."
+        ),
+    )
+    max_distance_km = JsonDecimal(3, minimum=0, maximum=2000, exclusive_minimum=True, required=True)
+    rate = JsonDecimal(6, minimum=0, maximum=1, exclusive_minimum=True, required=True)
+    annual_cap = JsonDecimal(2, minimum=0, maximum=10**12, required=True)
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+
+
+class PolicySchema(Schema):
+    version = fields.Integer()
+    effective_from = fields.Date()
+    effective_until = fields.Date(allow_none=True)
+    province_prefix = fields.String()
+    max_distance_km = fields.Decimal(as_string=True, **_exact(3))
+    rate = fields.Decimal(as_string=True, **_exact(6))
+    annual_cap = Money()
+    note = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class PolicyListSchema(Schema):
+    items = fields.List(fields.Nested(PolicySchema))
+
+
+class BaselineCreateSchema(StrictSchema):
+    oem_org_id = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1)
+    )
+    year = fields.Integer(required=True, strict=True, validate=validate.Range(min=1990, max=2200))
+    amount = JsonDecimal(2, minimum=0, maximum=10**13, required=True)
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+
+
+class BaselineQuerySchema(StrictSchema):
+    oem = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
+    year = fields.Integer(validate=validate.Range(min=1990, max=2200))
+
+
+class BaselineSchema(Schema):
+    id = fields.Integer()
+    oem_org_id = fields.Integer()
+    year = fields.Integer()
+    amount = Money()
+    note = fields.String(allow_none=True)
+    declared_by_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class BaselineListSchema(Schema):
+    items = fields.List(fields.Nested(BaselineSchema))
+
+
+# --- the outbox (admins) -----------------------------------------------------------------------
+
+
+class OutboxQuerySchema(PageQuerySchema):
+    status = fields.List(
+        fields.Enum(OutboxStatus, by_value=True),
+        load_default=lambda: [OutboxStatus.DEAD, OutboxStatus.PENDING],
+    )
+    topic = fields.Enum(OutboxTopic, by_value=True)
+
+
+class OutboxEventSchema(Schema):
+    id = fields.Integer()
+    topic = fields.String()
+    aggregate_id = fields.Integer()
+    status = fields.String()
+    attempts = fields.Integer()
+    last_error = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    enqueued_at = fields.DateTime(allow_none=True)
+    processed_at = fields.DateTime(allow_none=True)

@@ -1,0 +1,443 @@
+"""Load and dump schemas of the marketplace: demands (RFQs), quotes, awards and purchases.
+
+Load schemas are strict (unknown fields are refused, so ``state``, ``status`` or
+``organization_id`` can never be mass-assigned) and validate everything that needs no database:
+money as exact decimal strings, plain single-line text, dates against today, taxonomy and
+standard ids. Ownership of the ids they carry is checked by the services.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+
+from market import refdata
+from market.database import CENT
+from market.models import DemandState, PurchaseSource, PurchaseStatus, QuoteStatus
+from market.schemas import PageQuerySchema, StrictSchema
+
+# Database integer primary keys; a larger id in a path or body names nothing.
+MAX_ID = 2**31 - 1
+# The largest single purchase the platform records (CNY), well inside NUMERIC(18, 2).
+MAX_AMOUNT = Decimal("9999999999.99")
+MAX_UNIT_PRICE = Decimal("99999999.99")
+MAX_QUANTITY = 10_000_000
+MAX_REQUIRED_STANDARDS = 10
+MAX_LEAD_TIME_DAYS = 730
+EARLIEST_PURCHASE = date(2000, 1, 1)
+MAX_NEED_BY_YEARS = 5
+MAX_QUOTE_VALIDITY_DAYS = 366 * 2
+DEFAULT_RADIUS_KM = 200
+MAX_RADIUS_KM = 500
+
+_MONEY_FORM = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
+# Something that looks like an HTML/XML tag or comment; "<5 mm" or "a > b" are fine.
+_MARKUP = re.compile(r"<\s*/?\s*[A-Za-z!?][^>]*>")
+_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_/.\-]*$")
+_UNIT = re.compile(r"^[^\s<>].*$")
+
+
+def today() -> date:
+    """The date every "not in the past" rule of the marketplace is checked against."""
+    return date.today()
+
+
+# --- fields -------------------------------------------------------------------------------------
+
+
+class MoneyString(fields.Field[Decimal]):
+    """CNY as an exact decimal string ("12345.67"): > 0, at most 2 decimals, at most ``maximum``.
+
+    JSON numbers are refused: a client's float may already have lost the cents.
+    """
+
+    def __init__(self, *, maximum: Decimal = MAX_AMOUNT, **kwargs: Any) -> None:
+        metadata = {
+            "description": "CNY as an exact decimal string with at most 2 decimals, "
+            f'e.g. "12345.67"; greater than 0 and at most {maximum}.',
+            "type": "string",
+            "pattern": _MONEY_FORM.pattern,
+            "example": "12345.67",
+            **kwargs.pop("metadata", {}),
+        }
+        super().__init__(metadata=metadata, **kwargs)
+        self.maximum = maximum
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        return str(Decimal(value).quantize(CENT))
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
+        if not isinstance(value, str):
+            raise ValidationError(
+                'Send the amount as a JSON string, e.g. "12345.67": JSON numbers are binary '
+                "floating point and may lose cents."
+            )
+        try:
+            amount = Decimal(value)
+        except InvalidOperation as exc:
+            raise ValidationError('Not a decimal amount; write it like "12345.67".') from exc
+        if not amount.is_finite():
+            raise ValidationError("NaN and Infinity are not amounts.")
+        if amount <= 0:
+            raise ValidationError("Must be greater than 0.")
+        if amount > self.maximum:
+            raise ValidationError(f"Must be at most {self.maximum}.")
+        if amount.as_tuple().exponent < -2:  # type: ignore[operator]
+            raise ValidationError("At most 2 decimal places (fen).")
+        if not _MONEY_FORM.match(value):
+            raise ValidationError(
+                'Write the amount as plain digits with an optional decimal point, e.g. "12345.67"'
+                " (no sign, exponent, spaces or separators)."
+            )
+        return amount.quantize(CENT)
+
+
+class PlainText(fields.String):
+    """Trimmed plain text: not empty, bounded, no markup; single line unless ``multiline``."""
+
+    def __init__(self, *, max_length: int, multiline: bool = False, **kwargs: Any) -> None:
+        super().__init__(validate=validate.Length(max=max_length), **kwargs)
+        self.max_length = max_length
+        self.multiline = multiline
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        if not text:
+            raise ValidationError("May not be empty.")
+        if len(text) > self.max_length:
+            raise ValidationError(f"At most {self.max_length} characters.")
+        if self.multiline:
+            text = text.replace("\r\n", "\n")
+        elif "\r" in text or "\n" in text:
+            # A line break in a one-line field is how log lines get forged.
+            raise ValidationError("Must be a single line (no line breaks).")
+        if _MARKUP.search(text):
+            raise ValidationError("Plain text only; markup such as HTML tags is not accepted.")
+        return text
+
+
+def Reference(**kwargs: Any) -> fields.String:
+    """An invoice (发票号) or PO number: 1–64 letters, digits and ``- _ / .``; upper-cased."""
+    return _Reference(
+        validate=[
+            validate.Length(min=1, max=64, error="Must be 1 to 64 characters."),
+            validate.Regexp(
+                _REFERENCE,
+                error="Only letters, digits and - _ / . are allowed, "
+                "starting with a letter or digit.",
+            ),
+        ],
+        metadata={"example": "44001234-20260315-0001", **kwargs.pop("metadata", {})},
+        **kwargs,
+    )
+
+
+class _Reference(fields.String):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        # One invoice is one purchase whatever the case it is typed in.
+        return super()._deserialize(value, attr, data, **kwargs).upper()
+
+
+def Id(*, strict: bool = True, **kwargs: Any) -> fields.Integer:
+    """A row id: a positive integer that fits the database's integer keys.
+
+    Bodies must send a JSON integer (``strict``); query strings are text by nature.
+    """
+    return fields.Integer(
+        strict=strict,
+        validate=validate.Range(min=1, max=MAX_ID, error="Not a valid id."),
+        **kwargs,
+    )
+
+
+def _category(slug: str) -> None:
+    if slug not in refdata.categories():
+        raise ValidationError("Not a category of the part taxonomy (see GET /api/v1/taxonomy).")
+
+
+def _standard(standard_id: str) -> None:
+    if standard_id not in refdata.standards():
+        raise ValidationError("Not a certification standard (see GET /api/v1/certifications).")
+
+
+class BoundedList(fields.List):
+    """A list refused whole when longer than ``max_items`` (not one error per item)."""
+
+    def __init__(self, cls_or_instance: Any, *, max_items: int, **kwargs: Any) -> None:
+        super().__init__(
+            cls_or_instance,
+            validate=validate.Length(max=max_items, error=f"At most {max_items} items."),
+            **kwargs,
+        )
+        self.max_items = max_items
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, list | tuple) and len(value) > self.max_items:
+            raise ValidationError(f"At most {self.max_items} items.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def sort_field(*columns: str, default: str) -> fields.String:
+    """``sort=name`` ascending or ``sort=-name`` descending; ties are broken by id."""
+    choices = [c for name in columns for c in (name, f"-{name}")]
+    return fields.String(
+        load_default=default,
+        validate=validate.OneOf(choices),
+        metadata={"description": f"One of {', '.join(choices)} (default {default})."},
+    )
+
+
+# --- demands ------------------------------------------------------------------------------------
+
+
+class TierWeightsField(fields.Dict):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            keys=fields.String(
+                validate=validate.OneOf(["1", "2", "3"], error="Tiers are 1, 2, 3.")
+            ),
+            values=fields.Float(
+                allow_nan=False, validate=validate.Range(min=0, max=1, error="Between 0 and 1.")
+            ),
+            metadata={
+                "description": 'Per-tier weights overriding {"1": 1.0, "2": 0.8, "3": 0.6}.',
+                "example": {"1": 0.8, "2": 1.0, "3": 0.6},
+            },
+            **kwargs,
+        )
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, dict) and len(value) > 3:
+            # Refused whole: one message, not one per key of a huge object.
+            raise ValidationError("Give weights for tiers 1, 2 and 3 only.")
+        weights = super()._deserialize(value, attr, data, **kwargs)
+        if weights is not None and not all(math.isfinite(w) for w in weights.values()):
+            raise ValidationError("Weights must be finite numbers between 0 and 1.")
+        return weights
+
+
+class DemandCreateSchema(StrictSchema):
+    plant_id = Id(required=True, metadata={"description": "A plant (site) of your organization."})
+    category = fields.String(
+        required=True, validate=_category, metadata={"example": "chassis.braking.foundation"}
+    )
+    title = PlainText(required=True, max_length=200)
+    description = PlainText(max_length=5000, multiline=True, allow_none=True)
+    quantity = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=MAX_QUANTITY)
+    )
+    unit = PlainText(required=True, max_length=24, metadata={"example": "pcs"})
+    target_unit_price = MoneyString(maximum=MAX_UNIT_PRICE, allow_none=True)
+    required_standards = BoundedList(
+        fields.String(validate=_standard),
+        max_items=MAX_REQUIRED_STANDARDS,
+        load_default=list,
+        metadata={"example": ["iatf-16949"]},
+    )
+    need_by = fields.Date(required=True, metadata={"description": "Today or later."})
+    radius_km = fields.Integer(
+        load_default=DEFAULT_RADIUS_KM,
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_RADIUS_KM),
+    )
+    tier_weights = TierWeightsField(allow_none=True)
+
+    @validates("required_standards")
+    def _unique_standards(self, value: list[str], data_key: str) -> None:
+        if len(set(value)) != len(value):
+            raise ValidationError("Each standard may be listed once.")
+
+    @validates("need_by")
+    def _need_by_ahead(self, value: date, data_key: str) -> None:
+        if value < today():
+            raise ValidationError("Must not be in the past.")
+        if value > today() + timedelta(days=366 * MAX_NEED_BY_YEARS):
+            raise ValidationError(f"Must be within {MAX_NEED_BY_YEARS} years.")
+
+
+class DemandPatchSchema(DemandCreateSchema):
+    """Any subset of the creation fields (only while the demand is a draft)."""
+
+
+class DemandPlantSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    city_code = fields.String()
+    lat = fields.Float()
+    lon = fields.Float()
+
+
+def demand_state_now(demand: Any) -> str:
+    """An open demand whose need_by has passed is closed, even before the job closes it."""
+    if demand.state is DemandState.OPEN and demand.need_by < today():
+        return DemandState.CLOSED.value
+    return str(demand.state.value)
+
+
+class DemandSchema(Schema):
+    id = fields.Integer()
+    organization_id = fields.Integer()
+    oem_name = fields.String(attribute="organization.legal_name")
+    plant_id = fields.Integer()
+    plant = fields.Nested(DemandPlantSchema)
+    category = fields.String()
+    title = fields.String()
+    description = fields.String(allow_none=True)
+    quantity = fields.Integer()
+    unit = fields.String()
+    target_unit_price = MoneyString(maximum=MAX_UNIT_PRICE, allow_none=True)
+    required_standards = fields.List(fields.String())
+    need_by = fields.Date()
+    radius_km = fields.Integer()
+    tier_weights = fields.Dict(keys=fields.String(), values=fields.Float(), allow_none=True)
+    state = fields.Function(
+        demand_state_now, metadata={"type": "string", "enum": [s.value for s in DemandState]}
+    )
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    published_at = fields.DateTime(allow_none=True)
+    closed_at = fields.DateTime(allow_none=True)
+
+
+class DemandQuerySchema(PageQuerySchema):
+    state = fields.String(validate=validate.OneOf([s.value for s in DemandState]))
+    category = fields.String(
+        validate=_category, metadata={"description": "This category and its sub-categories."}
+    )
+    plant_id = Id(strict=False)
+    oem = Id(strict=False, metadata={"description": "The buying organization's id."})
+    sort = sort_field("id", "created_at", "need_by", default="-id")
+
+
+# --- quotes -------------------------------------------------------------------------------------
+
+
+class QuoteCreateSchema(StrictSchema):
+    unit_price = MoneyString(required=True, maximum=MAX_UNIT_PRICE)
+    quantity = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=MAX_QUANTITY)
+    )
+    lead_time_days = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=0, max=MAX_LEAD_TIME_DAYS)
+    )
+    site_id = Id(required=True, metadata={"description": "An active site of yours to ship from."})
+    valid_until = fields.Date(required=True, metadata={"description": "Today or later."})
+    note = PlainText(max_length=2000, multiline=True, allow_none=True)
+
+    @validates("valid_until")
+    def _valid_until_ahead(self, value: date, data_key: str) -> None:
+        if value < today():
+            raise ValidationError("Must not be in the past.")
+        if value > today() + timedelta(days=MAX_QUOTE_VALIDITY_DAYS):
+            raise ValidationError("A quote may be valid for at most two years.")
+
+    @validates_schema
+    def _total_in_range(self, data: dict[str, Any], **kwargs: Any) -> None:
+        price, quantity = data.get("unit_price"), data.get("quantity")
+        if price is not None and quantity is not None and price * quantity > MAX_AMOUNT:
+            raise ValidationError(f"unit_price × quantity may be at most {MAX_AMOUNT}.", "quantity")
+
+
+def _quote_total(quote: Any) -> str:
+    return str((quote.unit_price * quote.quantity).quantize(CENT))
+
+
+class QuoteSchema(Schema):
+    id = fields.Integer()
+    demand_id = fields.Integer()
+    organization_id = fields.Integer()
+    supplier_name = fields.String(attribute="organization.legal_name")
+    site_id = fields.Integer()
+    unit_price = MoneyString(maximum=MAX_UNIT_PRICE)
+    quantity = fields.Integer()
+    total = fields.Function(
+        _quote_total, metadata={"type": "string", "description": "unit_price × quantity (CNY)."}
+    )
+    lead_time_days = fields.Integer()
+    valid_until = fields.Date()
+    expired = fields.Function(
+        lambda quote: quote.valid_until < today(), metadata={"type": "boolean"}
+    )
+    note = fields.String(allow_none=True)
+    status = fields.Enum(QuoteStatus, by_value=True)
+    created_at = fields.DateTime()
+
+
+class QuoteQuerySchema(PageQuerySchema):
+    status = fields.String(validate=validate.OneOf([s.value for s in QuoteStatus]))
+    sort = sort_field("id", "unit_price", "lead_time_days", "created_at", default="id")
+
+
+def _not_future_nor_ancient(value: date) -> None:
+    if value > today():
+        raise ValidationError("Must not be in the future.")
+    if value < EARLIEST_PURCHASE:
+        raise ValidationError(f"Must not be before {EARLIEST_PURCHASE.isoformat()}.")
+
+
+class AwardSchema(StrictSchema):
+    """What the award's purchase needs beyond the quote: its invoice and PO."""
+
+    invoice_number = Reference(required=True, metadata={"description": "发票号"})
+    po_number = Reference(allow_none=True)
+    purchased_on = fields.Date(
+        validate=_not_future_nor_ancient,
+        metadata={"description": "Defaults to today; not in the future."},
+    )
+
+
+# --- purchases ----------------------------------------------------------------------------------
+
+
+class PurchaseCreateSchema(StrictSchema):
+    supplier_org_id = Id(required=True, metadata={"description": "An active supplier."})
+    supplier_site_id = Id(required=True, metadata={"description": "A site of that supplier."})
+    plant_id = Id(required=True, metadata={"description": "A plant of your organization."})
+    category = fields.String(required=True, validate=_category)
+    amount = MoneyString(required=True)
+    purchased_on = fields.Date(required=True, validate=_not_future_nor_ancient)
+    invoice_number = Reference(required=True, metadata={"description": "发票号"})
+    po_number = Reference(allow_none=True)
+
+
+class PurchaseCancelSchema(StrictSchema):
+    reason = PlainText(required=True, max_length=500)
+
+
+class PurchaseSchema(Schema):
+    """The one serialisation of a purchase (extend here, e.g. with its ledger status)."""
+
+    id = fields.Integer()
+    source = fields.Enum(PurchaseSource, by_value=True)
+    status = fields.Enum(PurchaseStatus, by_value=True)
+    oem_org_id = fields.Integer()
+    oem_name = fields.String(attribute="oem.legal_name")
+    supplier_org_id = fields.Integer()
+    supplier_name = fields.String(attribute="supplier.legal_name")
+    supplier_site_id = fields.Integer()
+    plant_id = fields.Integer()
+    category = fields.String()
+    amount = MoneyString()
+    purchased_on = fields.Date()
+    invoice_number = fields.String()
+    po_number = fields.String(allow_none=True)
+    quote_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    cancelled_at = fields.DateTime(allow_none=True)
+    cancel_reason = fields.String(allow_none=True)
+
+
+class PurchaseQuerySchema(PageQuerySchema):
+    year = fields.Integer(strict=False, validate=validate.Range(min=2000, max=2100))
+    supplier = Id(strict=False, metadata={"description": "Supplier organization id."})
+    oem = Id(strict=False, metadata={"description": "Buying (OEM) organization id."})
+    status = fields.String(validate=validate.OneOf([s.value for s in PurchaseStatus]))
+    source = fields.String(validate=validate.OneOf([s.value for s in PurchaseSource]))
+    sort = sort_field("id", "purchased_on", "amount", default="-id")

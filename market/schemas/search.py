@@ -1,0 +1,147 @@
+"""Query and response schemas of matching and the supplier search box."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from market import refdata
+from market.schemas import PageMetaSchema, PageQuerySchema
+from search import spec
+
+MAX_QUERY_LENGTH = 200
+MAX_TERMS = 10
+MAX_STANDARDS = 10
+
+
+def _known_category(value: str) -> None:
+    if value not in refdata.categories():
+        raise ValidationError("Unknown category; see /api/v1/taxonomy.")
+
+
+def _known_standard(value: str) -> None:
+    if value not in refdata.standards():
+        raise ValidationError("Unknown certification standard; see /api/v1/certifications.")
+
+
+def _known_city(value: str) -> None:
+    if value not in refdata.cities():
+        raise ValidationError("Unknown city code; see /api/v1/cities.")
+
+
+def _few_terms(value: str) -> None:
+    if len(value.split()) > MAX_TERMS:
+        raise ValidationError(f"At most {MAX_TERMS} words.")
+
+
+class MatchQuerySchema(PageQuerySchema):
+    """``?page=&per_page=`` of a demand's ranked suppliers."""
+
+
+class SupplierSearchQuerySchema(PageQuerySchema):
+    q = fields.String(
+        validate=[validate.Length(max=MAX_QUERY_LENGTH), _few_terms],
+        metadata={"description": "Words to find in the Chinese or English name or description"},
+    )
+    lat = fields.Float(validate=validate.Range(min=-90, max=90), allow_nan=False)
+    lon = fields.Float(validate=validate.Range(min=-180, max=180), allow_nan=False)
+    radius_km = fields.Float(
+        validate=validate.Range(min=0, max=spec.MAX_RADIUS_KM, min_inclusive=False),
+        allow_nan=False,
+        metadata={"description": f"With lat/lon; default {spec.DEFAULT_RADIUS_KM}"},
+    )
+    category = fields.String(
+        validate=_known_category, metadata={"description": "A category slug (and its subtree)"}
+    )
+    cert = fields.List(
+        fields.String(validate=_known_standard),
+        validate=validate.Length(max=MAX_STANDARDS),
+        metadata={"description": "Standards with a certification valid today (repeatable)"},
+    )
+    tier = fields.Integer(validate=validate.Range(min=1, max=3))
+    city = fields.String(validate=_known_city, metadata={"description": "GB/T 2260 city code"})
+
+    @validates_schema
+    def _point_is_complete(self, data: dict[str, Any], **_: Any) -> None:
+        has_lat, has_lon = "lat" in data, "lon" in data
+        if has_lat != has_lon:
+            missing = "lon" if has_lat else "lat"
+            raise ValidationError("lat and lon go together.", field_name=missing)
+        if "radius_km" in data and not has_lat:
+            raise ValidationError("radius_km needs lat and lon.", field_name="radius_km")
+
+
+# --- responses --------------------------------------------------------------------------------
+
+
+class SupplierSummarySchema(Schema):
+    id = fields.Integer()
+    legal_name = fields.String()
+    english_name = fields.String(allow_none=True)
+    city_code = fields.String()
+    tier = fields.Integer(allow_none=True)
+    capabilities = fields.List(fields.String())
+
+
+class SiteRefSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    city_code = fields.String()
+
+
+class CertificationRefSchema(Schema):
+    id = fields.Integer()
+    standard = fields.String()
+    valid_until = fields.String(allow_none=True, metadata={"description": "null: no expiry"})
+
+
+class MatchSchema(Schema):
+    rank = fields.Integer(metadata={"description": "1-based position in the whole ranking"})
+    supplier = fields.Nested(SupplierSummarySchema)
+    distance_km = fields.Float(metadata={"description": "Great-circle km to the nearest site"})
+    nearest_site = fields.Nested(SiteRefSchema)
+    distance_factor = fields.Float(metadata={"description": "gauss decay f_d"})
+    tier_factor = fields.Float(metadata={"description": "the demand's weight of the tier f_t"})
+    score = fields.Float(metadata={"description": "f_d × f_t"})
+    matched_certifications = fields.List(fields.Nested(CertificationRefSchema))
+
+
+class MatchPageSchema(Schema):
+    items = fields.List(fields.Nested(MatchSchema))
+    meta = fields.Nested(PageMetaSchema)
+    degraded = fields.Boolean(
+        metadata={"description": "true: Elasticsearch was unavailable; the database answered"}
+    )
+
+
+class SupplierHitSchema(Schema):
+    supplier = fields.Nested(SupplierSummarySchema)
+    certifications = fields.List(
+        fields.String(), metadata={"description": "Standards with a certification valid today"}
+    )
+    distance_km = fields.Float(allow_none=True)
+    nearest_site = fields.Nested(SiteRefSchema, allow_none=True)
+
+
+class FacetBucketSchema(Schema):
+    value = fields.String()
+    count = fields.Integer()
+
+
+class TierBucketSchema(Schema):
+    value = fields.Integer()
+    count = fields.Integer()
+
+
+class FacetsSchema(Schema):
+    city = fields.List(fields.Nested(FacetBucketSchema))
+    tier = fields.List(fields.Nested(TierBucketSchema))
+    certification = fields.List(fields.Nested(FacetBucketSchema))
+
+
+class SupplierSearchPageSchema(Schema):
+    items = fields.List(fields.Nested(SupplierHitSchema))
+    meta = fields.Nested(PageMetaSchema)
+    facets = fields.Nested(FacetsSchema)
+    degraded = fields.Boolean()

@@ -1,0 +1,195 @@
+"""Use cases of search: a demand's ranked suppliers, and the supplier search box.
+
+When Elasticsearch cannot answer (down, too slow, index missing), the answer comes from the
+database backend — the same ranking spec, checked equal by the differential tests — marked
+``"degraded": true``; with ``SEARCH_FALLBACK = False`` the request is answered 503 instead.
+Writes never involve Elasticsearch: they only commit outbox rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+from flask import current_app
+
+from market.errors import NotFound, ServiceUnavailable, ValidationFailed
+from market.extensions import db
+from market.models import Demand, Role, User
+from market.services.pagination import Page
+from search import documents, search_backend, spec
+from search.backends import (
+    MAX_RESULT_WINDOW,
+    MatchHit,
+    SearchBackend,
+    SearchHit,
+    SearchUnavailable,
+    SupplierQuery,
+)
+from search.database import DatabaseSearchBackend
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_MAX_ID = 2**31 - 1  # ids are 32-bit integers; a larger one cannot exist
+_MAX_TIER_WEIGHT = 1000.0
+_database = DatabaseSearchBackend()
+
+
+def today() -> date:
+    """The date certifications are checked against (UTC, like every timestamp here)."""
+    return datetime.now(UTC).date()
+
+
+def demand_matches(user: User, demand_id: int, page: int, per_page: int) -> dict[str, Any]:
+    """The suppliers eligible for a demand, ranked and explained (the demand's buyers,
+    auditors and admins; anyone else is told it does not exist)."""
+    demand = _readable_demand(user, demand_id)
+    _check_window(page, per_page)
+    fact = _demand_fact(demand)
+    on = today()
+    result, degraded = _answer(lambda backend: backend.match(fact, on, page, per_page))
+    offset = (page - 1) * per_page
+    return {
+        "items": [_match_item(offset + i + 1, hit) for i, hit in enumerate(result.hits)],
+        "meta": Page([], page, per_page, result.total).meta,
+        "degraded": degraded,
+    }
+
+
+def supplier_search(user: User, args: dict[str, Any]) -> dict[str, Any]:
+    """Visible suppliers matching text, place, category, certification, tier and city, with
+    facets (any signed-in user)."""
+    page, per_page = args["page"], args["per_page"]
+    _check_window(page, per_page)
+    query = SupplierQuery(
+        terms=tuple(args.get("q", "").split()),
+        lat=args.get("lat"),
+        lon=args.get("lon"),
+        radius_km=args.get("radius_km", spec.DEFAULT_RADIUS_KM),
+        category=args.get("category"),
+        standards=tuple(dict.fromkeys(args.get("cert") or ())),
+        tier=args.get("tier"),
+        city_code=args.get("city"),
+    )
+    on = today()
+    result, degraded = _answer(lambda backend: backend.search(query, on, page, per_page))
+    return {
+        "items": [_search_item(hit, on) for hit in result.hits],
+        "meta": Page([], page, per_page, result.total).meta,
+        "facets": {
+            name: [{"value": value, "count": count} for value, count in buckets]
+            for name, buckets in result.facets.items()
+        },
+        "degraded": degraded,
+    }
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _readable_demand(user: User, demand_id: int) -> Demand:
+    demand = db.session.get(Demand, demand_id) if 0 < demand_id <= _MAX_ID else None
+    if demand is None:
+        raise NotFound("Demand not found.")
+    if user.role in {Role.ADMIN, Role.AUDITOR}:
+        return demand
+    if user.role is Role.BUYER and user.organization_id == demand.organization_id:
+        return demand
+    raise NotFound("Demand not found.")
+
+
+def _demand_fact(demand: Demand) -> spec.DemandFact:
+    try:
+        fact = documents.demand_fact(demand)
+        weights = fact.tier_weights or {}
+        valid = all(math.isfinite(w) and 0 <= w <= _MAX_TIER_WEIGHT for w in weights.values())
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValidationFailed(
+            "The demand's tier weights cannot be used for ranking.",
+            fields={
+                "tier_weights": [f"Each weight must be a number from 0 to {_MAX_TIER_WEIGHT:g}."]
+            },
+        )
+    return fact
+
+
+def _check_window(page: int, per_page: int) -> None:
+    if page * per_page > MAX_RESULT_WINDOW:
+        raise ValidationFailed(
+            fields={"page": [f"Only the first {MAX_RESULT_WINDOW} results can be paged through."]}
+        )
+
+
+def _answer(run: Callable[[SearchBackend], T]) -> tuple[T, bool]:
+    """Ask the configured backend; if Elasticsearch is unavailable, the database (degraded)."""
+    backend = search_backend()
+    try:
+        return run(backend), False
+    except SearchUnavailable as exc:
+        if not current_app.config.get("SEARCH_FALLBACK", True):
+            raise ServiceUnavailable(
+                "Search is temporarily unavailable; please try again in a minute."
+            ) from exc
+        log.warning("search answered by the database", extra={"reason": str(exc)[:200]})
+        return run(_database), True
+
+
+def _supplier_summary(document: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": document["id"],
+        "legal_name": document["legal_name"],
+        "english_name": document["english_name"],
+        "city_code": document["city_code"],
+        "tier": document["tier"],
+        "capabilities": document["capabilities"],
+    }
+
+
+def _site_ref(document: dict[str, Any], site_id: int) -> dict[str, Any]:
+    site = documents.site_info(document, site_id)
+    return {"id": site["id"], "name": site["name"], "city_code": site["city_code"]}
+
+
+def _match_item(rank: int, hit: MatchHit) -> dict[str, Any]:
+    match, document = hit.match, hit.document
+    certifications = {c["id"]: c for c in document["certifications"]}
+    return {
+        "rank": rank,
+        "supplier": _supplier_summary(document),
+        "distance_km": match.distance_km,
+        "nearest_site": _site_ref(document, match.nearest_site_id),
+        "distance_factor": match.distance_factor,
+        "tier_factor": match.tier_factor,
+        "score": match.score,
+        "matched_certifications": [
+            {
+                "id": cert_id,
+                "standard": certifications[cert_id]["standard"],
+                "valid_until": (
+                    None
+                    if certifications[cert_id]["valid_until"] == documents.NO_EXPIRY.isoformat()
+                    else certifications[cert_id]["valid_until"]
+                ),
+            }
+            for cert_id in match.matched_certifications
+        ],
+    }
+
+
+def _search_item(hit: SearchHit, on: date) -> dict[str, Any]:
+    return {
+        "supplier": _supplier_summary(hit.document),
+        "certifications": documents.valid_standards(hit.document, on),
+        "distance_km": hit.distance_km,
+        "nearest_site": (
+            _site_ref(hit.document, hit.nearest_site_id)
+            if hit.nearest_site_id is not None
+            else None
+        ),
+    }

@@ -1,0 +1,157 @@
+"""Rebuild the supplier index from the database with no downtime.
+
+A new index ``<prefix>-suppliers-<timestamp>`` is filled while searches keep using the old one
+behind the alias; then the alias moves in one atomic step and the old index is deleted. Writes
+that the sync made to the old index while the new one was filling are caught up afterwards by
+re-reading the suppliers changed since the rebuild started (external versions make that safe).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from elasticsearch import helpers
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from market.extensions import db
+from market.models import Organization, OrgKind
+from search.documents import supplier_document
+from search.elastic import ElasticsearchBackend
+
+log = logging.getLogger(__name__)
+
+# Transactions that committed just after the rebuild started may carry an earlier updated_at.
+CATCH_UP_MARGIN = timedelta(minutes=2)
+
+
+class ReindexFailed(Exception):
+    """Some documents could not be written; the alias was left where it was."""
+
+
+@dataclass
+class ReindexResult:
+    index: str
+    indexed: int = 0
+    caught_up: int = 0
+    removed_indices: list[str] = field(default_factory=list)
+
+
+def supplier_count() -> int:
+    return (
+        db.session.scalar(
+            select(func.count(Organization.id)).where(Organization.kind == OrgKind.SUPPLIER)
+        )
+        or 0
+    )
+
+
+def _suppliers_in_batches(batch_size: int) -> Iterator[Organization]:
+    """Every supplier, read in id order a batch at a time (keyset, not OFFSET)."""
+    last_id = 0
+    while True:
+        batch = list(
+            db.session.scalars(
+                select(Organization)
+                .where(Organization.kind == OrgKind.SUPPLIER, Organization.id > last_id)
+                .order_by(Organization.id)
+                .limit(batch_size)
+                .options(
+                    selectinload(Organization.sites),
+                    selectinload(Organization.capabilities),
+                    selectinload(Organization.certifications),
+                )
+            )
+        )
+        if not batch:
+            return
+        yield from batch
+        last_id = batch[-1].id
+
+
+def _actions(index: str, batch_size: int, written: dict[int, int]) -> Iterator[dict[str, Any]]:
+    for org in _suppliers_in_batches(batch_size):
+        document = supplier_document(org)
+        written[org.id] = org.version
+        yield {
+            "_op_type": "index",
+            "_index": index,
+            "_id": str(org.id),
+            "version": org.version,
+            "version_type": "external",
+            "_source": document,
+        }
+
+
+def reindex(
+    backend: ElasticsearchBackend,
+    *,
+    batch_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> ReindexResult:
+    """Build a fresh index from the database, swap the alias to it, delete the old one."""
+    started = datetime.now(UTC)
+    index = backend.new_index_name()
+    backend.create_index(index, loading=True)
+    result = ReindexResult(index=index)
+    written: dict[int, int] = {}  # organization id → the version that went into the new index
+    try:
+        failures: list[dict[str, Any]] = []
+        for ok, item in helpers.streaming_bulk(
+            backend.client,
+            _actions(index, batch_size, written),
+            chunk_size=batch_size,
+            raise_on_error=False,
+            raise_on_exception=False,
+            max_retries=3,
+            initial_backoff=1,
+        ):
+            if ok:
+                result.indexed += 1
+            else:
+                failures.append(item)
+            if progress is not None:
+                progress(1)
+        if failures:
+            raise ReindexFailed(f"{len(failures)} documents failed, e.g. {failures[0]}")
+        backend.finish_loading(index)
+        result.removed_indices = backend.swap_alias(index)
+    except BaseException:
+        backend.delete_index(index)
+        raise
+    result.caught_up = _catch_up(backend, started - CATCH_UP_MARGIN, written)
+    for old in result.removed_indices:
+        backend.delete_index(old)
+    log.info(
+        "search index rebuilt",
+        extra={"index": index, "indexed": result.indexed, "caught_up": result.caught_up},
+    )
+    return result
+
+
+def _catch_up(backend: ElasticsearchBackend, since: datetime, written: dict[int, int]) -> int:
+    """Rewrite the suppliers that changed while the index was filling.
+
+    Their sync may have gone to the old index; any supplier updated since the rebuild started
+    whose version is not the one written into the new index is written again.
+    """
+    changed = [
+        org_id
+        for org_id, version in db.session.execute(
+            select(Organization.id, Organization.version).where(
+                Organization.kind == OrgKind.SUPPLIER, Organization.updated_at >= since
+            )
+        )
+        if written.get(org_id) != version
+    ]
+    if not changed:
+        return 0
+    errors = {k: v for k, v in backend.upsert_suppliers(changed).items() if v}
+    if errors:
+        # Not fatal: their outbox rows (or the next reconcile) will write them.
+        log.warning("catch-up after reindex left some suppliers", extra={"failed": len(errors)})
+    return len(changed) - len(errors)

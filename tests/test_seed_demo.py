@@ -1,0 +1,204 @@
+"""``flask seed-demo``: a realistic, deterministic demo world with fictional suppliers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from market import refdata, uscc
+from market.models import (
+    Capability,
+    Certification,
+    CertStatus,
+    Demand,
+    DemandState,
+    Organization,
+    OrgKind,
+    OrgStatus,
+    OutboxEvent,
+    Role,
+    Site,
+    User,
+)
+from market.passwords import verify_password
+from market.schemas.suppliers import city_code_errors
+from market.services.demo import (
+    DEMO_PASSWORD,
+    demo_uscc,
+    is_demo_uscc,
+    seed_demo,
+)
+from market.services.suppliers import certification_levels, check_site_location
+from tests import factories
+from tests.test_suppliers import isolated_session
+
+SIZE = 30
+
+
+@pytest.fixture
+def db_session(app) -> Iterator[Any]:
+    yield from isolated_session(app)
+
+
+def count(session, model, *where) -> int:
+    return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def gb11714_check(body8: str) -> str:
+    """The GB 11714 organization-code check character of a real code's characters 9–16."""
+    weights = (3, 7, 9, 10, 5, 8, 4, 2)
+    value = lambda ch: int(ch) if ch.isdigit() else ord(ch) - 55  # noqa: E731
+    check = 11 - sum(value(c) * w for c, w in zip(body8, weights, strict=True)) % 11
+    return {10: "X", 11: "0"}.get(check, str(check))
+
+
+def test_demo_codes_are_checksum_valid_but_can_be_no_real_company():
+    real = json.loads((Path(__file__).parent / "data" / "uscc_vectors.json").read_text())
+    real_codes = {case["code"] for case in real["valid"]}
+    for case in real["valid"]:  # the property the demo codes break on purpose
+        assert case["code"][16] == gb11714_check(case["code"][8:16])
+    for serial in (0, 1, 30, 31**3, 31**6 - 1):
+        code = demo_uscc("440300", serial)
+        assert uscc.validate(code) == code and is_demo_uscc(code)
+        assert code[16] == "Y" and gb11714_check(code[8:16]) != "Y"
+        assert code not in real_codes
+    with pytest.raises(ValueError, match="out of range"):
+        demo_uscc("440300", 31**6)
+
+
+def test_seed_demo_builds_a_plausible_world(app, db_session):
+    outbox = count(db_session, OutboxEvent)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["seed-demo", "--size", str(SIZE), "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    assert "buyer@demo.test" in result.output and DEMO_PASSWORD in result.output
+    assert "flask search reindex" in result.output
+
+    db_session.expire_all()
+    suppliers = db_session.scalars(
+        select(Organization).where(Organization.kind == OrgKind.SUPPLIER)
+    ).all()
+    demo = [org for org in suppliers if is_demo_uscc(org.uscc)]
+    assert len(demo) == SIZE
+    oems = [
+        o
+        for o in db_session.scalars(select(Organization).where(Organization.kind == OrgKind.OEM))
+        if is_demo_uscc(o.uscc)
+    ]
+    plants = db_session.scalars(
+        select(Site).where(Site.organization_id.in_([o.id for o in oems]))
+    ).all()
+    assert len(plants) == len(refdata.oem_plants())
+    assert all("approximate" in (plant.address or "") for plant in plants)
+    assert {o.legal_name for o in oems} >= {"广汽本田汽车有限公司", "比亚迪股份有限公司"}
+
+    # Every code valid and fictional; every supplier in Guangdong, all 21 cities used.
+    for org in demo + list(oems):
+        assert uscc.validate(org.uscc) == org.uscc and is_demo_uscc(org.uscc)
+    assert {org.city_code for org in demo} == set(refdata.cities())
+    assert {org.tier for org in demo} == {1, 2, 3}
+    assert {org.status for org in demo} <= set(OrgStatus)
+
+    ids = [org.id for org in demo]
+    sites = db_session.scalars(select(Site).where(Site.organization_id.in_(ids))).all()
+    per_org = [sum(1 for s in sites if s.organization_id == i) for i in ids]
+    assert min(per_org) >= 1 and max(per_org) <= 4
+    assert 1.8 <= len(sites) / SIZE <= 3.0
+    for site in sites:
+        assert not city_code_errors(site.city_code), site.city_code
+        check_site_location(site.city_code, site.lat, site.lon)  # raises if implausible
+    in_guangdong = [s for s in sites if s.city_code.startswith("44")]
+    assert len(in_guangdong) >= 0.8 * len(sites)
+
+    capabilities = db_session.scalars(
+        select(Capability).where(Capability.organization_id.in_(ids))
+    ).all()
+    assert all(c.category in refdata.categories() for c in capabilities)
+    assert len({refdata.categories()[c.category].depth for c in capabilities}) >= 2
+    assert {c.organization_id for c in capabilities} == set(ids)
+
+    certs = db_session.scalars(
+        select(Certification).where(Certification.organization_id.in_(ids))
+    ).all()
+    today = date.today()
+    standards = refdata.standards()
+    for cert in certs:
+        assert cert.standard in standards
+        assert cert.level is None or cert.level in certification_levels(cert.standard)
+        if standards[cert.standard].validity_years is None:
+            assert cert.valid_until is None
+        else:
+            assert cert.valid_until is not None and cert.valid_from < cert.valid_until
+        if cert.site_id is not None:
+            assert db_session.get(Site, cert.site_id).organization_id == cert.organization_id
+    assert any(c.valid_until and c.valid_until < today for c in certs), "some expired"
+    assert any(c.valid_until is None for c in certs) or len(certs) < 20
+
+    demands = db_session.scalars(select(Demand)).all()
+    assert any(d.state is DemandState.OPEN for d in demands)
+    plant_ids = {p.id for p in plants}
+    assert all(d.plant_id in plant_ids and d.need_by > today for d in demands)
+    assert all(d.category in refdata.categories() for d in demands)
+
+    users = {u.email: u for u in db_session.scalars(select(User)).all()}
+    for email, role in [
+        ("buyer@demo.test", Role.BUYER),
+        ("supplier@demo.test", Role.SUPPLIER),
+        ("auditor@demo.test", Role.AUDITOR),
+        ("admin@demo.test", Role.ADMIN),
+    ]:
+        assert users[email].role is role
+    assert verify_password(users["buyer@demo.test"].password_hash, DEMO_PASSWORD)
+    buyer_org = db_session.get(Organization, users["buyer@demo.test"].organization_id)
+    supplier_org = db_session.get(Organization, users["supplier@demo.test"].organization_id)
+    assert buyer_org.kind is OrgKind.OEM
+    assert supplier_org.kind is OrgKind.SUPPLIER and supplier_org.status is OrgStatus.ACTIVE
+
+    # Bulk seeding skips the outbox; a reindex indexes everything.
+    assert count(db_session, OutboxEvent) == outbox
+
+
+def test_same_seed_same_world_and_reset_replaces_it(app, db_session):
+    real = factories.make_org(OrgKind.SUPPLIER)  # someone else's data survives --reset
+    first = seed_demo(size=12, seed=3)
+    snapshot = lambda: sorted(  # noqa: E731
+        (o.uscc, o.legal_name, o.tier, o.city_code)
+        for o in db_session.scalars(select(Organization)).all()
+        if is_demo_uscc(o.uscc)
+    )
+    world = snapshot()
+    sites = sorted(
+        (s.name, round(s.lat, 6), round(s.lon, 6))
+        for s in db_session.scalars(select(Site)).all()
+        if s.organization_id != real.id
+    )
+    result = app.test_cli_runner().invoke(args=["seed-demo", "--size", "12", "--seed", "3"])
+    assert result.exit_code != 0 and "--reset" in result.output  # refuses to double up
+
+    again = seed_demo(size=12, seed=3, reset=True)
+    db_session.expire_all()
+    assert snapshot() == world
+    assert sites == sorted(
+        (s.name, round(s.lat, 6), round(s.lon, 6))
+        for s in db_session.scalars(select(Site)).all()
+        if s.organization_id != real.id
+    )
+    assert (again.sites, again.certifications) == (first.sites, first.certifications)
+    assert db_session.get(Organization, real.id) is not None
+    assert count(db_session, User, User.email == "admin@demo.test") == 1
+
+    seed_demo(size=12, seed=4, reset=True)
+    db_session.expire_all()
+    assert snapshot() != world
+
+
+def test_revoked_certifications_appear_in_a_bigger_world(db_session):
+    seed_demo(size=200, seed=11)
+    statuses = set(db_session.scalars(select(Certification.status)).all())
+    assert statuses == {CertStatus.ACTIVE, CertStatus.REVOKED}

@@ -1,0 +1,598 @@
+"""The outbox, the ledger's drain and the sweeper; then real RQ workers on the real Redis.
+
+The first half runs jobs in-process (inline transport, rolled-back transaction). The second
+half (``@pytest.mark.redis``) commits for real and starts ``flask --app wsgi worker`` processes
+on the run's database and Redis prefix: duplicate deliveries across two workers, a work-horse
+killed with SIGKILL inside its transaction, Redis losing every queued job; each time exactly one
+entry per purchase and a chain that verifies. Every wait polls against a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from market.extensions import db
+from market.models import (
+    CertStatus,
+    EntryKind,
+    LedgerEntry,
+    Notification,
+    NotificationKind,
+    Organization,
+    OrgKind,
+    OutboxEvent,
+    OutboxStatus,
+    OutboxTopic,
+    Purchase,
+    PurchaseStatus,
+    Role,
+)
+from market.services import ledger
+from tests import factories, ledger_support
+from tests.conftest import RUN_ID, _empty_all_tables, make_test_app
+from tests.factories import GUANGZHOU, SHANTOU, SHENZHEN
+from workers import outbox
+from workers.queue import enqueue, jobs
+from workers.scheduler import warn_expiring_certifications
+
+REPO = Path(__file__).resolve().parent.parent
+D = Decimal
+
+db_session = ledger_support.db_session  # isolates committing code (see tests/ledger_support.py)
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float, what: str, logs: Callable[[], str] = str
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{logs()}")
+
+
+def make_purchases(count: int, *, far_every: int = 4) -> list[Purchase]:
+    """Purchases of two OEMs (one in ``far_every`` too far away) with their outbox rows."""
+    oems = [factories.make_org(OrgKind.OEM) for _ in range(2)]
+    plants = [factories.make_site(oem, at=GUANGZHOU) for oem in oems]
+    near = factories.make_org(city_code="440300")
+    near_site = factories.make_site(near, at=SHENZHEN)
+    far = factories.make_org(city_code="440500")
+    far_site = factories.make_site(far, at=SHANTOU)
+    purchases = []
+    for i in range(count):
+        supplier, site = (far, far_site) if i % far_every == far_every - 1 else (near, near_site)
+        purchase = factories.make_purchase(
+            oems[i % 2],
+            plants[i % 2],
+            supplier,
+            site,
+            amount=f"{1000 + i}.{i % 100:02d}",
+            purchased_on=date(2026, 1, 1) + timedelta(days=i % 300),
+        )
+        db.session.add(OutboxEvent(topic=OutboxTopic.LEDGER_RECORD, aggregate_id=purchase.id))
+        purchases.append(purchase)
+    db.session.commit()  # committed (a savepoint in the rolled-back tests), as the API would
+    return purchases
+
+
+def ledger_rows() -> list[tuple[int, EntryKind]]:
+    rows = db.session.execute(
+        select(LedgerEntry.purchase_id, LedgerEntry.kind).order_by(LedgerEntry.seq)
+    )
+    return [(row.purchase_id, row.kind) for row in rows]
+
+
+def pending_count() -> int:
+    return db.session.scalar(
+        select(func.count())
+        .select_from(OutboxEvent)
+        .where(OutboxEvent.status == OutboxStatus.PENDING)
+    )
+
+
+# --- in-process: the drain, failures, dead rows, the sweeper -----------------------------------
+
+
+@pytest.fixture
+def fresh(db_session):
+    ledger_support.reset_ledger_tables()
+    db.session.commit()
+
+
+def test_publish_in_inline_mode_drains_at_once(fresh):
+    purchases = make_purchases(5)
+    ids = list(db.session.scalars(select(OutboxEvent.id)))
+    outbox.publish(ids)
+    assert [p for p, _ in ledger_rows()] == [p.id for p in purchases]
+    assert pending_count() == 0
+    assert ledger.verify_chain().ok
+
+
+def test_the_drain_takes_batches_in_outbox_order(fresh, monkeypatch):
+    spec = outbox._BATCH_HANDLERS["ledger"]
+    monkeypatch.setitem(outbox._BATCH_HANDLERS, "ledger", replace(spec, batch_size=3))
+    purchases = make_purchases(8)
+    assert outbox.drain("ledger") == 8
+    assert [p for p, _ in ledger_rows()] == [p.id for p in purchases]
+    done = db.session.scalars(select(OutboxEvent)).all()
+    assert {e.status for e in done} == {OutboxStatus.DONE} and {e.attempts for e in done} == {1}
+    assert outbox.drain("ledger") == 0
+
+
+def test_a_bad_row_fails_alone_and_dies_at_the_attempt_limit(fresh, app):
+    purchases = make_purchases(3)
+    ghost = OutboxEvent(topic=OutboxTopic.LEDGER_RECORD, aggregate_id=purchases[-1].id + 1000)
+    db.session.add(ghost)
+    db.session.flush()
+    assert outbox.drain("ledger") == 4
+    assert len(ledger_rows()) == 3
+    assert (ghost.status, ghost.attempts) == (OutboxStatus.PENDING, 1)
+    assert "does not exist" in ghost.last_error
+    for _ in range(app.config["OUTBOX_MAX_ATTEMPTS"] - 1):
+        outbox.drain("ledger")
+    assert (ghost.status, ghost.attempts) == (OutboxStatus.DEAD, app.config["OUTBOX_MAX_ATTEMPTS"])
+    assert ledger.ledger_status(ghost.aggregate_id)["status"] == "failed"
+    assert outbox.drain("ledger") == 0  # dead rows are not taken again...
+    assert outbox.retry_dead([ghost.id]) == [ghost.id]  # ...unless an admin says so
+    assert (ghost.status, ghost.attempts) == (OutboxStatus.PENDING, 1)
+
+
+def test_an_exception_in_a_batch_is_isolated_to_its_row(fresh, monkeypatch):
+    purchases = make_purchases(4)
+    poison = purchases[2].id
+    real = ledger.append_entries
+
+    def explode_on_poison(requests):
+        if any(r.purchase_id == poison for r in requests):
+            raise ValueError("cannot compute this one")
+        return real(requests)
+
+    monkeypatch.setattr("workers.ledger.append_entries", explode_on_poison)
+    assert outbox.drain("ledger") == 4
+    assert sorted(p for p, _ in ledger_rows()) == sorted(p.id for p in purchases if p.id != poison)
+    failed = db.session.scalar(select(OutboxEvent).where(OutboxEvent.aggregate_id == poison))
+    assert (failed.status, failed.attempts) == (OutboxStatus.PENDING, 1)
+    assert failed.last_error == "ValueError: cannot compute this one"
+    assert ledger.verify_chain().ok
+
+
+def test_cancellation_appends_a_reversal_once(fresh):
+    (purchase,) = make_purchases(1)
+    outbox.drain("ledger")
+    purchase.status = PurchaseStatus.CANCELLED
+    for _ in range(2):  # a duplicate reverse event changes nothing
+        db.session.add(OutboxEvent(topic=OutboxTopic.LEDGER_REVERSE, aggregate_id=purchase.id))
+    db.session.flush()
+    outbox.drain("ledger")
+    assert ledger_rows() == [(purchase.id, EntryKind.RECORD), (purchase.id, EntryKind.REVERSAL)]
+    assert pending_count() == 0
+    assert ledger.ledger_status(purchase.id)["status"] == "reversed"
+
+
+def test_process_outbox_event_still_works_for_one_ledger_row(fresh):
+    purchases = make_purchases(2)
+    first = db.session.scalar(select(OutboxEvent.id).order_by(OutboxEvent.id))
+    outbox.process_outbox_event(first)
+    assert len(ledger_rows()) == 2  # it drained both
+    outbox.process_outbox_event(first)  # a second delivery: nothing to do
+    assert [p for p, _ in ledger_rows()] == [p.id for p in purchases]
+
+
+def test_the_sweeper_runs_stale_rows_and_buries_exhausted_ones(fresh, app):
+    make_purchases(2)
+    old = datetime.now(UTC) - timedelta(seconds=app.config["OUTBOX_STALE_SECONDS"] + 5)
+    events = list(db.session.scalars(select(OutboxEvent).order_by(OutboxEvent.id)))
+    events[0].created_at = old
+    events[1].created_at = datetime.now(UTC)  # fresh: its own job is presumably on the way
+    exhausted = OutboxEvent(
+        topic=OutboxTopic.SEARCH_SYNC,
+        aggregate_id=1,
+        created_at=old,
+        attempts=app.config["OUTBOX_MAX_ATTEMPTS"],
+    )
+    db.session.add(exhausted)
+    db.session.flush()
+    report = outbox.sweep_outbox()
+    assert report == {"stale": 2, "dead": 1, "drains": 1, "enqueued": 0}
+    # Inline transport: the drain ran at once, and took the fresh row with the stale one.
+    assert len(ledger_rows()) == 2 and exhausted.status is OutboxStatus.DEAD
+    assert outbox.sweep_outbox() == {"stale": 0, "dead": 0, "drains": 0, "enqueued": 0}
+
+
+def test_outbox_cli(fresh, app):
+    make_purchases(1)
+    db.session.add(
+        OutboxEvent(
+            topic=OutboxTopic.LEDGER_RECORD,
+            aggregate_id=10**6,
+            status=OutboxStatus.DEAD,
+            attempts=8,
+            last_error="LookupError: purchase 1000000 does not exist",
+        )
+    )
+    db.session.flush()
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["outbox", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "pending=1  done=0  dead=1" in listed.output
+    assert "does not exist" in listed.output and "ledger.record" in listed.output
+    swept = runner.invoke(args=["outbox", "sweep"])
+    assert swept.exit_code == 0 and "stale=" in swept.output
+    retried = runner.invoke(args=["outbox", "retry-dead"])
+    assert retried.exit_code == 0 and "retried 1 row(s)" in retried.output
+
+
+def test_policy_and_baseline_cli(fresh, app):
+    runner = app.test_cli_runner()
+    add = ["policy", "add", "--from", "2031-01-01", "--max-km", "150", "--rate", "0.02"]
+    added = runner.invoke(args=[*add, "--cap", "1000000.00", "--note", "v2"])
+    assert added.exit_code == 0, added.output
+    assert "added policy v2 from 2031-01-01" in added.output
+    listed = runner.invoke(args=["policy", "list"])
+    assert "v1\t2020-01-01..open\tprefix=44" in listed.output and "v2\t2031-01-01" in listed.output
+    bad = runner.invoke(args=[*add[:6], "--rate", "2", "--cap", "1"])
+    assert bad.exit_code != 0 and "rate" in bad.output
+    oem = factories.make_org(OrgKind.OEM)
+    declared = runner.invoke(
+        args=["baselines", "declare", "--oem", str(oem.id), "--year", "2024", "--amount", "12.5"]
+    )
+    assert declared.exit_code == 0, declared.output
+    assert "declared 12.50" in declared.output
+    assert "2024\t12.50" in runner.invoke(args=["baselines", "list"]).output
+
+
+def test_certification_expiry_notices_and_search_resync(fresh):
+    today = date(2026, 6, 1)
+    supplier = factories.make_org()
+    version = supplier.version
+    in_90 = factories.make_certification(supplier, valid_until=today + timedelta(days=90))
+    in_45 = factories.make_certification(supplier, valid_until=today + timedelta(days=45))
+    in_0 = factories.make_certification(supplier, valid_until=today)
+    later = factories.make_certification(supplier, valid_until=today + timedelta(days=91))
+    expired = factories.make_certification(supplier, valid_until=today - timedelta(days=1))
+    revoked = factories.make_certification(
+        supplier, valid_until=today + timedelta(days=10), status=CertStatus.REVOKED
+    )
+    assert warn_expiring_certifications(today) == {"warned": 3, "expired": 1}
+    notes = {
+        n.subject_id: n
+        for n in db.session.scalars(
+            select(Notification).where(Notification.organization_id == supplier.id)
+        )
+    }
+    assert set(notes) == {in_90.id, in_45.id, in_0.id, expired.id}
+    assert later.id not in notes and revoked.id not in notes
+    assert notes[in_90.id].dedupe_key.endswith(":90") and notes[in_45.id].dedupe_key.endswith(":60")
+    assert notes[in_0.id].dedupe_key.endswith(":30") and "in 0 days" in notes[in_0.id].message
+    assert notes[expired.id].kind is NotificationKind.CERTIFICATION_EXPIRED
+    sync = db.session.scalars(
+        select(OutboxEvent).where(OutboxEvent.topic == OutboxTopic.SEARCH_SYNC)
+    ).all()
+    assert [e.aggregate_id for e in sync] == [supplier.id]
+    assert db.session.get(Organization, supplier.id).version == version + 1
+    # Idempotent: a second run (or a second scheduler) notifies nobody again.
+    assert warn_expiring_certifications(today) == {"warned": 0, "expired": 0}
+    # Thirty days later: 60, 15 and 61 days left (the 60, 30 and 90-day notices); one expired.
+    assert warn_expiring_certifications(today + timedelta(days=30)) == {"warned": 3, "expired": 1}
+
+
+# --- real Redis, real worker processes ---------------------------------------------------------
+
+
+class Processes:
+    """Worker and scheduler subprocesses on the run's database and Redis prefix."""
+
+    def __init__(self, database_url: str, redis_url: str, log_dir: Path) -> None:
+        self.env = os.environ | {
+            "MARKET_ENV": "production",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "RQ_QUEUE_PREFIX": RUN_ID,
+            "SECRET_KEY": "test-secret-key-not-for-production",
+            "OUTBOX_STALE_SECONDS": "1",
+            "LOG_LEVEL": "INFO",
+            "MARKET_INSTANCE_DIR": str(log_dir),
+        }
+        self.log_dir = log_dir
+        self.running: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        log = self.log_dir / f"{args[0]}-{len(self.running)}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+            cwd=REPO,
+            env=self.env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        self.running.append((process, log))
+        return process
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for _, log in self.running)
+
+    def stop(self) -> None:
+        for process, _ in self.running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process, _ in self.running:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+
+@pytest.fixture
+def live(committed_db, database_url, redis_url, tmp_path) -> Iterator[dict[str, Any]]:
+    """Real commits, an rq-mode app to enqueue with, and a way to start worker processes."""
+    _empty_all_tables()  # whatever earlier tests committed, start from nothing
+    ledger.ensure_default_policy()
+    db.session.commit()
+    rq_app = make_test_app(database_url, REDIS_URL=redis_url, JOB_MODE="rq")
+    processes = Processes(database_url, redis_url, tmp_path)
+    try:
+        yield {"rq_app": rq_app, "processes": processes, "redis": Redis.from_url(redis_url)}
+    finally:
+        processes.stop()
+        with rq_app.app_context():
+            db.engine.dispose()
+
+
+def assert_exactly_once(purchases: list[Purchase]) -> None:
+    db.session.expire_all()
+    rows = ledger_rows()
+    assert sorted(p for p, _ in rows) == sorted(p.id for p in purchases)
+    assert {k for _, k in rows} == {EntryKind.RECORD}
+    seqs = list(db.session.scalars(select(LedgerEntry.seq).order_by(LedgerEntry.seq)))
+    assert seqs == list(range(1, len(purchases) + 1))
+    assert ledger.verify_chain().ok
+
+
+def queue_is_idle(rq_app: Any) -> bool:
+    with rq_app.app_context():
+        transport = jobs()
+        connection = transport.connection()
+        for name in ("default", "periodic"):
+            queue = transport.queue(name, connection)
+            if queue.count or queue.started_job_registry.count:
+                return False
+    return True
+
+
+def all_recorded(count: int) -> Callable[[], bool]:
+    def check() -> bool:
+        db.session.rollback()  # a new snapshot
+        return db.session.scalar(select(func.count()).select_from(LedgerEntry)) == count
+
+    return check
+
+
+@pytest.mark.redis
+def test_ten_deliveries_to_two_workers_make_one_entry(live):
+    purchases = make_purchases(6)
+    db.session.commit()
+    event_ids = list(db.session.scalars(select(OutboxEvent.id).order_by(OutboxEvent.id)))
+    with live["rq_app"].app_context():
+        for delivery in range(10):
+            for event_id in event_ids:
+                assert enqueue(
+                    outbox.process_outbox_event, event_id, job_id=f"dup-{event_id}-{delivery}"
+                )
+    for _ in range(2):
+        live["processes"].start("worker", "--no-scheduler")
+    wait_for(
+        all_recorded(len(purchases)), 60, "the purchases to be recorded", live["processes"].logs
+    )
+    wait_for(
+        lambda: queue_is_idle(live["rq_app"]), 60, "the 60 jobs to be done", live["processes"].logs
+    )
+    assert pending_count() == 0
+    assert_exactly_once(purchases)
+    # Every line a job logs names the job.
+    drained = [
+        json.loads(line)
+        for _, log in live["processes"].running
+        for line in log.read_text().splitlines()
+        if '"drained outbox rows"' in line
+    ]
+    assert drained and all(entry["job_id"].startswith(f"{RUN_ID}-dup-") for entry in drained)
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            children.append(int(entry))
+    return children
+
+
+def work_horse_of(worker_pid: int) -> int | None:
+    """RQ forks a horse per job and makes it a process-group leader (unlike its scheduler)."""
+    for child in _children(worker_pid):
+        try:
+            if os.getpgid(child) == child:
+                return child
+        except ProcessLookupError:
+            continue
+    return None
+
+
+def sessions(connection: Any) -> str:
+    """What this database's sessions are doing (for a failure message)."""
+    rows = connection.execute(
+        text(
+            "SELECT pid, state, wait_event_type, wait_event, left(query, 100) FROM pg_stat_activity"
+            " WHERE datname = current_database()"
+        )
+    ).all()
+    connection.rollback()
+    return "\n".join(map(str, rows))
+
+
+def blocked_on(connection: Any, wait_event: str) -> bool:
+    """Some session of this database waits for a lock of this kind (``advisory``: the ledger
+    lock; ``transactionid``: a row another transaction holds). The reported query text can lag
+    behind the statement that waits, so it is not used. Each poll ends its transaction: the
+    activity view is a snapshot taken once per transaction."""
+    waiting = connection.execute(
+        text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND wait_event = :event"
+        ),
+        {"event": wait_event},
+    ).scalar()
+    connection.rollback()
+    return bool(waiting)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("moment", ["waiting for the ledger lock", "inside its insert"])
+def test_a_work_horse_killed_mid_job_still_gives_one_entry(live, database_url, moment):
+    postgres = database_url.startswith("postgresql")
+    if moment == "inside its insert" and not postgres:
+        pytest.skip("needs PostgreSQL row locks to stop the job inside its transaction")
+    purchases = make_purchases(3)
+    db.session.commit()
+    spy = create_engine(database_url)
+    raw_sqlite = None
+    try:
+        with spy.connect() as holder:
+            # Stop the job where we want it: hold the lock it needs next.
+            if moment == "waiting for the ledger lock" and postgres:
+                holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ledger.LEDGER_LOCK_KEY})
+            elif postgres:  # the entry's foreign key must share-lock the purchase
+                holder.execute(
+                    text("SELECT id FROM purchases WHERE id = :id FOR UPDATE"),
+                    {"id": purchases[1].id},
+                )
+            else:
+                raw_sqlite = sqlite3.connect(make_url(database_url).database, isolation_level=None)
+                raw_sqlite.execute("BEGIN IMMEDIATE")
+            with live["rq_app"].app_context():
+                outbox.publish(list(db.session.scalars(select(OutboxEvent.id))))
+            worker = live["processes"].start("worker")
+            horse = wait_for(
+                lambda: work_horse_of(worker.pid), 30, "the work-horse", live["processes"].logs
+            )
+            if postgres:
+                event = "advisory" if "lock" in moment else "transactionid"
+                with spy.connect() as watcher:
+                    wait_for(
+                        lambda: blocked_on(watcher, event),
+                        30,
+                        f"the job {moment}",
+                        lambda: f"{sessions(watcher)}\n{live['processes'].logs()}",
+                    )
+            else:
+                time.sleep(1.0)  # the horse is waiting for the SQLite write lock
+            os.kill(horse, signal.SIGKILL)
+            time.sleep(0.3)
+            if raw_sqlite is not None:
+                raw_sqlite.execute("ROLLBACK")
+            holder.rollback()
+            if moment == "waiting for the ledger lock" and postgres:
+                holder.execute(text("SELECT pg_advisory_unlock_all()"))
+        # RQ sees the horse die, retries the job a second later: one entry per purchase.
+        wait_for(
+            all_recorded(len(purchases)),
+            60,
+            "the retried job to record the purchases",
+            live["processes"].logs,
+        )
+        wait_for(
+            lambda: queue_is_idle(live["rq_app"]),
+            30,
+            "the queue to be idle",
+            live["processes"].logs,
+        )
+    finally:
+        if raw_sqlite is not None:
+            raw_sqlite.close()
+        spy.dispose()
+    assert "Work-horse terminated unexpectedly" in live["processes"].logs()
+    assert pending_count() == 0
+    assert_exactly_once(purchases)
+
+
+@pytest.mark.redis
+def test_the_sweeper_recovers_everything_redis_lost(live, committed_db, app):
+    purchases = make_purchases(30)
+    db.session.commit()
+    event_ids = list(db.session.scalars(select(OutboxEvent.id)))
+    redis = live["redis"]
+    with live["rq_app"].app_context():
+        outbox.publish(event_ids)  # one drain job is queued...
+        assert jobs().queue("default").count == 1
+    lost = [key for key in redis.scan_iter(match=f"*{RUN_ID}*", count=1000)]
+    assert lost
+    redis.delete(*lost)  # ...and Redis loses it (restarted empty, flushed, evicted)
+    with live["rq_app"].app_context():
+        assert jobs().queue("default").count == 0
+    live["processes"].start("worker")
+    live["processes"].start("scheduler", "--sweep-every", "1")
+    wait_for(
+        all_recorded(len(purchases)),
+        60,
+        "the sweeper to recover every purchase",
+        live["processes"].logs,
+    )
+    assert pending_count() == 0
+    assert_exactly_once(purchases)
+
+    # After all of it the chain verifies over the API; a row changed behind the application's
+    # back (the owner can switch the trigger off, the application never does) is reported.
+    auditor = factories.make_user(role=Role.AUDITOR)
+    headers = factories.auth(auditor)
+    db.session.commit()
+    client = app.test_client()
+    report = client.get("/api/v1/ledger/verify", headers=headers).get_json()
+    assert report["ok"] is True and report["entries"] == 30
+    with pytest.raises(Exception, match="append-only"):
+        db.session.execute(text("UPDATE ledger_entries SET subsidy = 0 WHERE seq = 7"))
+        db.session.commit()
+    db.session.rollback()
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        db.session.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
+        db.session.execute(text("UPDATE ledger_entries SET amount = amount + 1 WHERE seq = 7"))
+        db.session.execute(text("ALTER TABLE ledger_entries ENABLE TRIGGER USER"))
+    else:
+        db.session.execute(text("DROP TRIGGER ledger_entries_immutable"))
+        db.session.execute(text("UPDATE ledger_entries SET amount = amount + 100 WHERE seq = 7"))
+        db.session.execute(text(SQLITE_TRIGGER))  # as migration 0005_ledger made it
+    db.session.commit()
+    report = client.get("/api/v1/ledger/verify", headers=headers).get_json()
+    assert (report["ok"], report["broken_at"], report["entries"]) == (False, 7, 30)
+
+
+SQLITE_TRIGGER = """
+CREATE TRIGGER ledger_entries_immutable BEFORE UPDATE ON ledger_entries
+BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only: UPDATE refused on ledger_entries'); END
+"""

@@ -1,0 +1,182 @@
+"""Periodic jobs, enqueued by RQ's cron scheduler: ``flask --app wsgi scheduler``.
+
+- :func:`workers.outbox.sweep_outbox` every few seconds (5 by default): re-enqueues outbox
+  rows Redis may have lost, marks rows dead at the attempt limit;
+- :func:`warn_expiring_certifications` every few hours: notifies a supplier 90, 60 and 30 days
+  before one of its certifications expires, and re-syncs the supplier to search once one has
+  expired. It is idempotent (each notice has a unique key), so running it often, or on two
+  schedulers at once, never notifies twice.
+
+The scheduler only enqueues; workers run the jobs on the ``periodic`` queue, which they serve
+before ``default``. A job nobody started within its ``ttl`` is dropped: the next one is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from flask import Flask
+from redis import Redis
+from rq.cron import CronScheduler
+from sqlalchemy import select
+
+from market.extensions import db
+from market.models import (
+    Certification,
+    CertStatus,
+    Notification,
+    NotificationKind,
+    Organization,
+    OutboxTopic,
+)
+from market.services.unit_of_work import commit, emit
+from workers.outbox import sweep_outbox
+from workers.queue import PERIODIC_QUEUE, jobs
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY_SECONDS = 5
+CERTIFICATION_CHECK_EVERY_SECONDS = 6 * 3600
+WARN_DAYS = (30, 60, 90)
+# Expired certifications older than this are not looked at again (their notice went long ago).
+EXPIRED_LOOKBACK_DAYS = 365
+
+
+def _expiring_key(cert: Certification, threshold: int) -> str:
+    return f"certification-expiring:{cert.id}:{cert.valid_until}:{threshold}"
+
+
+def _expired_key(cert: Certification) -> str:
+    return f"certification-expired:{cert.id}:{cert.valid_until}"
+
+
+def _label(cert: Certification) -> str:
+    number = f" {cert.number}" if cert.number else ""
+    return f"{cert.standard}{number}"
+
+
+def warn_expiring_certifications(today: date | None = None) -> dict[str, int]:
+    """RQ job: expiry notices for active certifications; a search re-sync when one expired.
+
+    A certification ``d`` days from its last valid day gets the notice of the smallest of
+    90/60/30 that is ≥ d (one missed run never sends a stale "90 days" notice at 45 days).
+    """
+    today = today or datetime.now(UTC).date()
+    session = db.session
+    certs = list(
+        session.scalars(
+            select(Certification)
+            .where(
+                Certification.status == CertStatus.ACTIVE,
+                Certification.valid_until.is_not(None),
+                Certification.valid_until <= today + timedelta(days=max(WARN_DAYS)),
+                Certification.valid_until >= today - timedelta(days=EXPIRED_LOOKBACK_DAYS),
+            )
+            .order_by(Certification.id)
+        )
+    )
+    wanted: dict[str, tuple[Certification, NotificationKind, int]] = {}
+    for cert in certs:
+        assert cert.valid_until is not None
+        days_left = (cert.valid_until - today).days
+        if days_left < 0:
+            wanted[_expired_key(cert)] = (cert, NotificationKind.CERTIFICATION_EXPIRED, days_left)
+        else:
+            threshold = min(t for t in WARN_DAYS if days_left <= t)
+            wanted[_expiring_key(cert, threshold)] = (
+                cert,
+                NotificationKind.CERTIFICATION_EXPIRING,
+                days_left,
+            )
+    known: set[str] = set()
+    keys = list(wanted)
+    for start in range(0, len(keys), 500):
+        known.update(
+            session.scalars(
+                select(Notification.dedupe_key).where(
+                    Notification.dedupe_key.in_(keys[start : start + 500])
+                )
+            )
+        )
+    report = {"warned": 0, "expired": 0}
+    resync: set[int] = set()
+    for key, (cert, kind, days_left) in wanted.items():
+        if key in known:
+            continue
+        if kind is NotificationKind.CERTIFICATION_EXPIRED:
+            message = f"Certification {_label(cert)} expired on {cert.valid_until}."
+            resync.add(cert.organization_id)
+            report["expired"] += 1
+        else:
+            message = (
+                f"Certification {_label(cert)} expires on {cert.valid_until} "
+                f"(in {days_left} days); upload the renewed certificate to stay eligible."
+            )
+            report["warned"] += 1
+        session.add(
+            Notification(
+                organization_id=cert.organization_id,
+                kind=kind,
+                subject_type="certification",
+                subject_id=cert.id,
+                message=message,
+                dedupe_key=key,
+            )
+        )
+    for organization_id in sorted(resync):
+        organization = session.get(Organization, organization_id)
+        if organization is not None:
+            # Indexed data changed (a certification no longer valid): a new version to sync.
+            organization.bump_version()
+            emit(OutboxTopic.SEARCH_SYNC, organization_id, {"reason": "certification_expired"})
+    commit()
+    if report["warned"] or report["expired"]:
+        log.info("certification expiry notices", extra=report)
+    return report
+
+
+def build_scheduler(
+    app: Flask,
+    *,
+    sweep_every: int = SWEEP_EVERY_SECONDS,
+    certifications_every: int = CERTIFICATION_CHECK_EVERY_SECONDS,
+) -> CronScheduler:
+    """RQ's cron scheduler with the app's periodic jobs registered (call in an app context)."""
+    transport = jobs()
+    if transport.mode != "rq" or not transport.redis_url:
+        raise RuntimeError("the scheduler needs REDIS_URL (jobs run inline without it)")
+    queue = transport.queue_name(PERIODIC_QUEUE)
+    prefix = transport.prefix
+    scheduler = CronScheduler(
+        connection=Redis.from_url(transport.redis_url),
+        logging_level=app.config["LOG_LEVEL"],
+        name=f"{prefix}-scheduler-{socket.gethostname()}-{os.getpid()}",
+    )
+    common: dict[str, Any] = {"queue_name": queue, "result_ttl": 300, "failure_ttl": 7 * 86400}
+    scheduler.register(
+        sweep_outbox,
+        interval=sweep_every,
+        job_timeout=60,
+        ttl=max(3 * sweep_every, 15),
+        name=f"{prefix}-sweep-outbox",
+        **common,
+    )
+    scheduler.register(
+        warn_expiring_certifications,
+        interval=certifications_every,
+        job_timeout=600,
+        ttl=certifications_every,
+        name=f"{prefix}-certification-expiry",
+        **common,
+    )
+    return scheduler
+
+
+def run_scheduler(app: Flask, **intervals: int) -> None:
+    """Enqueue the periodic jobs until stopped (SIGTERM/SIGINT)."""
+    with app.app_context():
+        build_scheduler(app, **intervals).start()

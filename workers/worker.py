@@ -1,0 +1,91 @@
+"""The RQ worker: ``flask --app wsgi worker`` (see ``market/commands/ledger.py``).
+
+One process per worker, listening on the app's queues (``periodic`` first, then ``default``),
+with RQ's scheduler thread-process so retries with a delay come back (``--no-scheduler`` to
+leave that to another worker). Each job runs in a forked work-horse inside the app context of
+the parent; the database engine is disposed before every fork, so a horse never shares a
+connection with its parent or a sibling (ckan's and redash's worker do the same). Every log
+line of a job carries its job id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from flask import Flask
+from redis import Redis
+from rq import Queue, Worker
+from rq.job import Job
+from sqlalchemy.orm import configure_mappers
+
+from market.extensions import db
+from market.logs import set_log_context
+from workers.queue import QUEUES, jobs
+from workers.registry import load_handlers
+
+log = logging.getLogger(__name__)
+
+
+class AppWorker(Worker):
+    """An RQ worker whose jobs run in the Flask app context it was started in."""
+
+    def execute_job(self, job: Job, queue: Queue) -> Any:
+        # Pooled connections must not cross the fork: the horse would share the parent's
+        # sockets. The pool re-opens on the next use.
+        db.session.remove()
+        db.engine.dispose()
+        set_log_context(worker=self.name, job_id=job.id)
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            set_log_context(worker=self.name)
+
+    def perform_job(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> bool:
+        # Runs in the horse, which exits with os._exit right after: close cleanly first.
+        try:
+            return bool(super().perform_job(job, queue, *args, **kwargs))
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def worker_name(prefix: str) -> str:
+    return f"{prefix}-{socket.gethostname()}-{os.getpid()}"
+
+
+def run_worker(
+    app: Flask,
+    *,
+    queues: Sequence[str] = QUEUES,
+    burst: bool = False,
+    with_scheduler: bool = True,
+    max_jobs: int | None = None,
+) -> bool:
+    """Work the app's queues until stopped (or, with ``burst``, until they are empty)."""
+    with app.app_context():
+        transport = jobs()
+        if transport.mode != "rq" or not transport.redis_url:
+            raise RuntimeError("the worker needs REDIS_URL (jobs run inline without it)")
+        # Import the job modules and configure the ORM mappers once here, not in every
+        # forked horse (each would spend a quarter of a second on it).
+        load_handlers()
+        configure_mappers()
+        # Its own connection: RQ raises its socket timeout above the blocking pop's.
+        connection = Redis.from_url(transport.redis_url)
+        worker = AppWorker(
+            [transport.queue(name, connection) for name in queues],
+            connection=connection,
+            name=worker_name(transport.prefix),
+        )
+        set_log_context(worker=worker.name)
+        log.info("worker starting", extra={"queues": [transport.queue_name(q) for q in queues]})
+        return worker.work(
+            burst=burst,
+            with_scheduler=with_scheduler,
+            max_jobs=max_jobs,
+            logging_level=app.config["LOG_LEVEL"],
+        )
