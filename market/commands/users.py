@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from typing import NoReturn
 
 import click
@@ -37,7 +39,7 @@ def _fail(error: DomainError) -> NoReturn:
 def create(email: str, role: str, display_name: str | None, password_stdin: bool) -> None:
     """Create an auditor or admin account."""
     if password_stdin:
-        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+        password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
