@@ -23,6 +23,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     app.config.from_object(config or config_from_environment())
     app.config.update(overrides)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # names are Chinese: send UTF-8
     ensure_secret_key(app.config)
     configure_logging(app.config["LOG_LEVEL"])
     _prepare_embedded_database(app)

@@ -5,7 +5,10 @@
 - :func:`warn_expiring_certifications` every few hours: notifies a supplier 90, 60 and 30 days
   before one of its certifications expires, and re-syncs the supplier to search once one has
   expired. It is idempotent (each notice has a unique key), so running it often, or on two
-  schedulers at once, never notifies twice.
+  schedulers at once, never notifies twice;
+- :func:`search.sync.reconcile_job` every 30 s when Elasticsearch is configured: compares the
+  (id, version) pairs of the index with the database and rewrites what is missing or stale,
+  so search converges after an outage even when sync rows went dead meanwhile.
 
 The scheduler only enqueues; workers run the jobs on the ``periodic`` queue, which they serve
 before ``default``. A job nobody started within its ``ttl`` is dropped: the next one is due.
@@ -40,6 +43,7 @@ from workers.queue import PERIODIC_QUEUE, jobs
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_SECONDS = 5
+RECONCILE_EVERY_SECONDS = 30
 CERTIFICATION_CHECK_EVERY_SECONDS = 6 * 3600
 WARN_DAYS = (30, 60, 90)
 # Expired certifications older than this are not looked at again (their notice went long ago).
@@ -144,6 +148,7 @@ def build_scheduler(
     *,
     sweep_every: int = SWEEP_EVERY_SECONDS,
     certifications_every: int = CERTIFICATION_CHECK_EVERY_SECONDS,
+    reconcile_every: int = RECONCILE_EVERY_SECONDS,
 ) -> CronScheduler:
     """RQ's cron scheduler with the app's periodic jobs registered (call in an app context)."""
     transport = jobs()
@@ -173,6 +178,17 @@ def build_scheduler(
         name=f"{prefix}-certification-expiry",
         **common,
     )
+    if app.config.get("ELASTICSEARCH_URL"):
+        from search.sync import reconcile_job
+
+        scheduler.register(
+            reconcile_job,
+            interval=reconcile_every,
+            job_timeout=600,
+            ttl=max(2 * reconcile_every, 30),
+            name=f"{prefix}-search-reconcile",
+            **common,
+        )
     return scheduler
 
 

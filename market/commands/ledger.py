@@ -206,8 +206,15 @@ def worker_command(
 @click.option(
     "--certifications-every", type=click.IntRange(60), default=6 * 3600, show_default=True
 )
-def scheduler_command(sweep_every: int, certifications_every: int) -> None:
-    """Run RQ's cron scheduler: the outbox sweep and the certification expiry checks."""
+@click.option(
+    "--reconcile-every",
+    type=click.IntRange(5),
+    default=30,
+    show_default=True,
+    help="Seconds between search index reconciliations (Elasticsearch only).",
+)
+def scheduler_command(sweep_every: int, certifications_every: int, reconcile_every: int) -> None:
+    """Run RQ's cron scheduler: outbox sweep, certification expiry, search reconciliation."""
     from workers.scheduler import run_scheduler
 
     try:
@@ -215,6 +222,7 @@ def scheduler_command(sweep_every: int, certifications_every: int) -> None:
             current_app._get_current_object(),  # type: ignore[attr-defined]
             sweep_every=sweep_every,
             certifications_every=certifications_every,
+            reconcile_every=reconcile_every,
         )
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
