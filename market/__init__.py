@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
 
 from market import extensions
 from market.config import Config, config_from_environment, ensure_secret_key
@@ -15,6 +17,7 @@ from market.http import init_http_rules
 from market.logs import configure_logging, init_request_logging
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+log = logging.getLogger(__name__)
 
 
 def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
@@ -29,6 +32,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     _prepare_embedded_database(app)
 
     db.init_app(app)
+    _release_sessions_quietly(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), compare_type=True)
     login_manager.init_app(app)
     _init_rate_limiter(app)
@@ -63,6 +67,28 @@ def _prepare_embedded_database(app: Flask) -> None:
         options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         options.setdefault("connect_args", {"timeout": 15})
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
+def _release_sessions_quietly(app: Flask) -> None:
+    """End each request's database session without letting a dead connection turn an answered
+    request into a 500.
+
+    Flask-SQLAlchemy's teardown rolls the session back; if PostgreSQL went away after the
+    response was made (a restart, a failover), that rollback raises, and an exception in a
+    teardown escapes every error handler (werkzeug answers its own HTML 500). This teardown
+    runs first (Flask runs them in reverse order) and discards a connection that cannot roll
+    back: the server has ended its transaction with it anyway.
+    """
+
+    @app.teardown_appcontext
+    def release_session(_error: BaseException | None) -> None:
+        try:
+            db.session.remove()
+        except SQLAlchemyError as exc:
+            log.warning(
+                "database session released with an error", extra={"error": type(exc).__name__}
+            )
+            db.session.registry.clear()
 
 
 def _init_rate_limiter(app: Flask) -> None:

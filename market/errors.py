@@ -157,7 +157,11 @@ def handle_http_exception(error: HTTPException) -> Response:
         )
     if status >= 500:
         message = "An unexpected error occurred; it has been logged."
-    return error_response(status, message, fields=fields, headers=data.get("headers"))
+    # Keep the headers the exception carries (Allow on a 405, as RFC 9110 requires; Location
+    # on a redirect), but not its HTML Content-Type.
+    headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
+    headers.update(data.get("headers") or {})
+    return error_response(status, message, fields=fields, headers=headers)
 
 
 def handle_domain_error(error: DomainError) -> Response:

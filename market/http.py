@@ -8,10 +8,14 @@ from typing import Any
 
 from flask import Flask, request
 from flask.wrappers import Response
+from werkzeug.routing import IntegerConverter, Map
 
 from market.errors import DomainError, ValidationFailed
 
 MAX_JSON_DEPTH = 32
+# The largest value of a primary key (INTEGER on PostgreSQL). A larger id in a path names no
+# object (404); passed on, it would fail in the database as an out-of-range parameter (500).
+MAX_ID = 2**31 - 1
 
 # NUL and other C0 controls (tab, LF and CR are handled per field), lone surrogates, and the
 # bidirectional overrides/isolates used to disguise text (U+202A–U+202E, U+2066–U+2069).
@@ -58,6 +62,20 @@ def find_bad_text(value: Any, path: str = "", depth: int = 0) -> tuple[str, str]
             if found:
                 return found
     return None
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in routes: a non-negative id within the primary keys' range."""
+
+    def __init__(
+        self,
+        map: Map,
+        fixed_digits: int = 0,
+        min: int | None = None,
+        max: int | None = MAX_ID,
+        signed: bool = False,
+    ) -> None:
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 def _check_request_body() -> None:
@@ -115,6 +133,8 @@ def _secure_headers(response: Response) -> Response:
 
 
 def init_http_rules(app: Flask) -> None:
+    # Before any blueprint is registered: their rules pick the converter up when added.
+    app.url_map.converters["int"] = IdConverter
     app.before_request(_check_query_string)
     app.before_request(_check_request_body)
     app.after_request(_secure_headers)

@@ -9,8 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from flask import Flask, g
-from flask.testing import FlaskClient
+from flask import Flask
 from sqlalchemy import func, select
 
 from market.extensions import db
@@ -30,7 +29,6 @@ from market.models import (
 )
 from market.services.demands import close_expired_demands
 from tests import factories
-from tests.isolation import begin_outer, bind_session, end_outer
 
 TODAY = date.today()
 HUGE_ID = 99999999999999999999
@@ -111,50 +109,38 @@ def error_fields(response: Any) -> dict[str, Any]:
     return response.get_json()["error"].get("fields") or {}
 
 
-class FreshUserClient(FlaskClient):
-    """A test client whose every request authenticates anew.
+def committed_row_counts(app: Flask) -> dict[str, int]:
+    """Rows per table as another connection sees them: what is really committed."""
+    with app.app_context(), db.engine.connect() as connection:
+        counts = select(
+            *(
+                select(func.count()).select_from(table).scalar_subquery().label(table.name)
+                for table in db.metadata.sorted_tables
+            )
+        )
+        return dict(connection.execute(counts).one()._mapping)
 
-    A request made inside the test's app context reuses that context, and Flask-Login caches
-    the signed-in user on its ``g``: without this, every request of a test would run as
-    whoever made the first one.
+
+@pytest.fixture(autouse=True)
+def nothing_committed(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
+    """After each test (and its rollback), the run's database holds what it held before.
+
+    The tests run in conftest's ``db_session`` (``client`` uses it), whose transaction is rolled
+    back; this checks it, from outside, with a query on another connection. ``committed_db``
+    tests commit for real and empty every table afterwards. Set up before the test's other
+    fixtures, so it is torn down after them. Modules import it to use it.
     """
-
-    def open(self, *args: Any, **kwargs: Any) -> Any:
-        g.pop("_login_user", None)
-        return super().open(*args, **kwargs)
-
-
-def fresh_client(app: Flask) -> FlaskClient:
-    return FreshUserClient(app, app.response_class, use_cookies=True)
-
-
-@pytest.fixture
-def marketplace_db(app: Flask) -> Iterator[Any]:
-    """The test's transaction, rolled back afterwards; the code's commits are savepoints in it.
-
-    The test's app context stays pushed, so set-up, requests and checks share one session and
-    see one another's rows; ``tests.isolation`` pins that session to the test's connection.
-    """
-    original = db.session
-    with app.app_context():
-        connection = db.engine.connect()
-        outer = begin_outer(connection)
-        bind_session(connection)
-        try:
-            yield db.session
-        finally:
-            db.session.remove()
-            db.session = original
-            end_outer(connection, outer)
+    before = committed_row_counts(app)
+    yield
+    after = committed_row_counts(app)
+    if "committed_db" in request.fixturenames:
+        before = dict.fromkeys(before, 0)
+    leaked = {name: (before[name], n) for name, n in after.items() if n != before[name]}
+    assert not leaked, f"rows left committed by the test (table: (before, after)): {leaked}"
 
 
 @pytest.fixture
-def client(app: Flask, marketplace_db: Any) -> FlaskClient:
-    return fresh_client(app)
-
-
-@pytest.fixture
-def market(marketplace_db: Any) -> Market:
+def market(db_session: Any) -> Market:
     return build_market()
 
 

@@ -4,33 +4,25 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from market.extensions import db
 from market.models import IdempotencyRecord, OutboxEvent, OutboxTopic, Purchase
+from market.services import subsidy
 from market.services.idempotency import fingerprint
 from tests import factories
 from tests import test_demands as shared
 from tests.conftest import USE_POSTGRES
-from tests.test_demands import Market, build_market, counts, error_fields, fresh_client
+from tests.test_demands import Market, build_market, counts, error_fields
 from tests.test_purchases import purchase_body
 
-marketplace_db = shared.marketplace_db  # the test's rolled-back transaction
-
-
-@pytest.fixture
-def client(app: Flask, marketplace_db: Any) -> FlaskClient:
-    return fresh_client(app)
-
-
-@pytest.fixture
-def market(marketplace_db: Any) -> Market:
-    return build_market()
+# conftest's ``db_session`` and ``client``: each test's transaction is rolled back.
+market = shared.market
+nothing_committed = shared.nothing_committed  # autouse: checks that nothing leaked
 
 
 def post(client: Any, market: Market, key: str | None, user: Any = None, **changes: Any) -> Any:
@@ -51,6 +43,21 @@ def test_the_same_key_and_body_replay_the_first_answer(client, market):
         assert again.get_json() == first.get_json()
         assert again.headers["Idempotent-Replayed"] == "true"
     assert counts() == before
+
+
+def test_a_replay_returns_the_subsidy_preview_as_first_computed(client, market):
+    first = post(client, market, "k-preview")
+    assert first.status_code == 201, first.get_json()
+    preview = first.get_json()["subsidy_preview"]
+    assert (preview["near_shore_total_before"], preview["increment"]) == ("0.00", "12345.67")
+    # The worker has recorded the purchase since: a preview computed now would count it.
+    purchase = db.session.get(Purchase, first.get_json()["id"])
+    assert purchase is not None
+    assert subsidy.preview_for_purchase(purchase).near_shore_total_before == Decimal("12345.67")
+    again = post(client, market, "k-preview")
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == first.get_json()
+    assert again.get_json()["subsidy_preview"] == preview
 
 
 def test_an_equivalent_body_is_the_same_request(client, market):

@@ -5,28 +5,34 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from market.extensions import db
-from market.models import OrgKind, OutboxEvent, OutboxStatus, OutboxTopic, PurchaseStatus, Role
+from market.models import (
+    DeclaredBaseline,
+    OrgKind,
+    OutboxEvent,
+    OutboxStatus,
+    OutboxTopic,
+    PurchaseStatus,
+    Role,
+    SubsidyPolicy,
+)
 from market.services import ledger
-from tests import factories, ledger_support
+from tests import factories
 from tests.factories import GUANGZHOU, SHANTOU, SHENZHEN
-
-# Fixtures that isolate committing code (see tests/ledger_support.py).
-db_session = ledger_support.db_session
-client = ledger_support.client
 
 D = Decimal
 
 
 @pytest.fixture(autouse=True)
-def _fresh_ledger(db_session):
-    ledger_support.reset_ledger_tables()
+def _policy_version_1(db_session):
+    ledger.ensure_default_policy()  # a committed_db test before may have emptied the table
 
 
 @pytest.fixture
@@ -239,14 +245,47 @@ def test_an_empty_ledger_verifies(client, auditor):
 
 # --- policies ----------------------------------------------------------------------------------
 
+# Exact decimals are JSON strings, as in the marketplace (a JSON number is a binary float).
 POLICY = {
     "effective_from": "2031-01-01",
     "province_prefix": "44",
-    "max_distance_km": 150,
-    "rate": 0.015,
-    "annual_cap": 3000000.00,
+    "max_distance_km": "150",
+    "rate": "0.015",
+    "annual_cap": "3000000.00",
     "note": "v2",
 }
+
+# Money that is no amount, whatever the field (RELIABILITY: bad money inputs).
+BAD_MONEY = [
+    pytest.param(-1, "JSON string", id="json-negative"),
+    pytest.param(1000.5, "JSON string", id="json-number"),
+    pytest.param(10**6, "JSON string", id="json-integer"),
+    pytest.param(True, "JSON string", id="json-true"),
+    pytest.param("-1", "Must be", id="negative"),
+    pytest.param("1e309", "at most", id="1e309-as-text"),
+    pytest.param("NaN", "NaN", id="nan"),
+    pytest.param("Infinity", "NaN", id="infinity"),
+    pytest.param("-Infinity", "NaN", id="minus-infinity"),
+    pytest.param("1.001", "2 decimal places", id="three-decimals"),
+    pytest.param("1E2", "plain digits", id="exponent"),
+    pytest.param(" 100", "plain digits", id="spaces"),
+    pytest.param("1,000.00", "decimal amount", id="separator"),
+    pytest.param("", "decimal amount", id="empty"),
+    pytest.param("abc", "decimal amount", id="text"),
+    pytest.param(None, "null", id="null"),
+]
+
+
+def count_rows(model) -> int:
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def assert_refused(response, field: str, message: str = "") -> None:
+    """422 naming ``field`` with a message (containing ``message``)."""
+    assert response.status_code == 422, response.get_json()
+    messages = response.get_json()["error"]["fields"][field]
+    assert messages and all(isinstance(m, str) and m for m in messages), messages
+    assert message in " ".join(messages), messages
 
 
 def test_admin_adds_a_policy_version_auditor_reads_it(client, admin, auditor):
@@ -265,30 +304,82 @@ def test_admin_adds_a_policy_version_auditor_reads_it(client, admin, auditor):
     assert client.post("/api/v1/policies", json=POLICY, headers=auditor).status_code == 403
 
 
+def test_a_policy_as_read_can_be_posted_back(client, admin, auditor):
+    """Answers and requests use the same decimal strings."""
+    first = client.get("/api/v1/policies", headers=auditor).get_json()["items"][0]
+    body = {name: first[name] for name in ("province_prefix", "max_distance_km", "rate")}
+    body |= {"annual_cap": first["annual_cap"], "effective_from": "2031-01-01"}
+    response = client.post("/api/v1/policies", json=body, headers=admin)
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    assert [created[k] for k in body if k != "effective_from"] == [
+        first[k] for k in body if k != "effective_from"
+    ]
+
+
+@pytest.mark.parametrize(("value", "message"), BAD_MONEY)
+def test_bad_annual_caps_are_422_and_write_nothing(client, admin, value, message):
+    before = count_rows(SubsidyPolicy)
+    response = client.post("/api/v1/policies", json=POLICY | {"annual_cap": value}, headers=admin)
+    assert_refused(response, "annual_cap", message)
+    assert count_rows(SubsidyPolicy) == before
+
+
+@pytest.mark.parametrize("literal", ["1e309", "-1e309", "NaN", "Infinity", "12345.67"])
+def test_json_number_literals_are_422_and_write_nothing(client, admin, literal):
+    """Numbers a JSON parser turns into floats (inf, nan, or a cent that may be lost)."""
+    before = count_rows(SubsidyPolicy)
+    raw = json.dumps(POLICY).replace('"3000000.00"', literal)
+    response = client.post(
+        "/api/v1/policies", data=raw, content_type="application/json", headers=admin
+    )
+    assert_refused(response, "annual_cap", "JSON string")
+    assert count_rows(SubsidyPolicy) == before
+
+
 @pytest.mark.parametrize(
-    ("change", "field"),
+    ("change", "field", "message"),
     [
-        ({"rate": "0.01"}, "rate"),  # numbers as strings
-        ({"rate": 0}, "rate"),
-        ({"rate": 1.5}, "rate"),
-        ({"rate": 0.0000001}, "rate"),
-        ({"annual_cap": -1}, "annual_cap"),
-        ({"annual_cap": 1.001}, "annual_cap"),
-        ({"annual_cap": 1e309}, "annual_cap"),
-        ({"annual_cap": True}, "annual_cap"),
-        ({"max_distance_km": 0}, "max_distance_km"),
-        ({"province_prefix": "4"}, "province_prefix"),
-        ({"province_prefix": "44ab"}, "province_prefix"),
-        ({"effective_from": "2031-02-30"}, "effective_from"),
-        ({"effective_until": "2030-12-31"}, "effective_until"),
-        ({"version": 7}, "version"),  # not settable
-        ({"note": "x" * 501}, "note"),
+        ({"annual_cap": "0"}, "annual_cap", "greater than 0"),  # a cap that grants nothing
+        ({"annual_cap": "1000000000000.01"}, "annual_cap", "at most"),
+        ({"rate": 0.01}, "rate", "JSON string"),  # a JSON number, even a "round" one
+        ({"rate": 1}, "rate", "JSON string"),
+        ({"rate": "0"}, "rate", "greater than 0"),
+        ({"rate": "-0.01"}, "rate", "greater than 0"),
+        ({"rate": "1.5"}, "rate", "at most 1"),
+        ({"rate": "0.0000001"}, "rate", "6 decimal places"),
+        ({"rate": "NaN"}, "rate", "NaN"),
+        ({"rate": "1e-2"}, "rate", "plain digits"),
+        ({"rate": "1%"}, "rate", "decimal rate"),
+        ({"max_distance_km": "0"}, "max_distance_km", "greater than 0"),
+        ({"max_distance_km": 150}, "max_distance_km", "JSON string"),
+        ({"max_distance_km": "150.0001"}, "max_distance_km", "3 decimal places"),
+        ({"max_distance_km": "Infinity"}, "max_distance_km", "NaN"),
+        ({"province_prefix": "4"}, "province_prefix", ""),
+        ({"province_prefix": "44ab"}, "province_prefix", ""),
+        ({"effective_from": "2031-02-30"}, "effective_from", ""),
+        ({"effective_until": "2030-12-31"}, "effective_until", ""),
+        ({"version": 7}, "version", ""),  # not settable
+        ({"note": "x" * 501}, "note", ""),
     ],
 )
-def test_bad_policies_are_422(client, admin, change, field):
+def test_bad_policies_are_422_and_write_nothing(client, admin, change, field, message):
+    before = count_rows(SubsidyPolicy)
     response = client.post("/api/v1/policies", json=POLICY | change, headers=admin)
-    assert response.status_code == 422, response.get_json()
-    assert field in response.get_json()["error"]["fields"]
+    assert_refused(response, field, message)
+    assert count_rows(SubsidyPolicy) == before
+
+
+def test_the_largest_rate_and_cap_are_accepted(client, admin):
+    body = POLICY | {"rate": "1", "annual_cap": "1000000000000", "max_distance_km": "2000.000"}
+    response = client.post("/api/v1/policies", json=body, headers=admin)
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    assert (created["rate"], created["annual_cap"], created["max_distance_km"]) == (
+        "1.000000",
+        "1000000000000.00",
+        "2000.000",
+    )
 
 
 def test_a_policy_cannot_start_on_a_recorded_day(client, admin, recorded):
@@ -311,11 +402,11 @@ def test_declare_a_baseline_then_the_ledger_uses_it(client, admin, auditor):
     plant = factories.make_site(oem, at=GUANGZHOU)
     supplier = factories.make_org(city_code="440300")
     site = factories.make_site(supplier, at=SHENZHEN)
-    body = {"oem_org_id": oem.id, "year": 2025, "amount": 5000.5, "note": "2025 audit report"}
+    body = {"oem_org_id": oem.id, "year": 2025, "amount": "5000.5", "note": "2025 audit report"}
     response = client.post("/api/v1/baselines", json=body, headers=admin)
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["amount"] == "5000.50"
-    corrected = client.post("/api/v1/baselines", json=body | {"amount": 6000}, headers=admin)
+    corrected = client.post("/api/v1/baselines", json=body | {"amount": "6000"}, headers=admin)
     assert corrected.status_code == 201 and corrected.get_json()["id"] == response.get_json()["id"]
     listed = client.get(f"/api/v1/baselines?oem={oem.id}", headers=auditor).get_json()["items"]
     assert [(b["year"], b["amount"]) for b in listed] == [(2025, "6000.00")]
@@ -333,37 +424,59 @@ def test_declare_a_baseline_then_the_ledger_uses_it(client, admin, auditor):
         "1000.00",
     )
     # Used by the ledger: it cannot change any more.
-    late = client.post("/api/v1/baselines", json=body | {"amount": 1}, headers=admin)
+    late = client.post("/api/v1/baselines", json=body | {"amount": "1"}, headers=admin)
     assert late.status_code == 409
     assert client.post("/api/v1/baselines", json=body, headers=auditor).status_code == 403
 
 
+def test_a_zero_baseline_is_a_real_total(client, admin, auditor):
+    """An OEM that bought nothing near-shore in a year declares 0, and the ledger uses it."""
+    oem = factories.make_org(OrgKind.OEM)
+    body = {"oem_org_id": oem.id, "year": 2024, "amount": "0"}
+    response = client.post("/api/v1/baselines", json=body, headers=admin)
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["amount"] == "0.00"
+    largest = body | {"year": 2023, "amount": "10000000000000.00"}
+    assert client.post("/api/v1/baselines", json=largest, headers=admin).status_code == 201
+
+
+@pytest.mark.parametrize(("value", "message"), BAD_MONEY)
+def test_bad_baseline_amounts_are_422_and_write_nothing(client, admin, value, message):
+    body = {"oem_org_id": factories.make_org(OrgKind.OEM).id, "year": 2024, "amount": value}
+    response = client.post("/api/v1/baselines", json=body, headers=admin)
+    assert_refused(response, "amount", message)
+    assert count_rows(DeclaredBaseline) == 0
+
+
 @pytest.mark.parametrize(
-    ("change", "field"),
+    ("change", "field", "message"),
     [
-        ({"oem_org_id": 10**9}, "oem_org_id"),
-        ({"oem_org_id": "1"}, "oem_org_id"),
-        ({"year": datetime.now(UTC).year}, "year"),
-        ({"year": 1800}, "year"),
-        ({"amount": -5}, "amount"),
-        ({"amount": "5000"}, "amount"),
-        ({"amount": 0.001}, "amount"),
+        ({"oem_org_id": 10**9}, "oem_org_id", ""),
+        ({"oem_org_id": "1"}, "oem_org_id", ""),
+        ({"year": datetime.now(UTC).year}, "year", ""),
+        ({"year": 1800}, "year", ""),
+        ({"amount": "-5"}, "amount", "at least 0"),  # zero is a real total; below it is not
+        ({"amount": "-0"}, "amount", "plain digits"),
+        ({"amount": 5000}, "amount", "JSON string"),  # a JSON number
+        ({"amount": "0.001"}, "amount", "2 decimal places"),
+        ({"amount": "10000000000000.01"}, "amount", "at most"),
     ],
 )
-def test_bad_baselines_are_422(client, admin, change, field):
-    body = {"oem_org_id": 1, "year": 2024, "amount": 10}
+def test_bad_baselines_are_422_and_write_nothing(client, admin, change, field, message):
+    body = {"oem_org_id": 1, "year": 2024, "amount": "10"}
     if "oem_org_id" not in change:
         body["oem_org_id"] = factories.make_org(OrgKind.OEM).id
     response = client.post("/api/v1/baselines", json=body | change, headers=admin)
-    assert response.status_code == 422, response.get_json()
-    assert field in response.get_json()["error"]["fields"]
+    assert_refused(response, field, message)
+    assert count_rows(DeclaredBaseline) == 0
 
 
 def test_a_supplier_is_no_oem_for_a_baseline(client, admin):
     supplier = factories.make_org()
-    body = {"oem_org_id": supplier.id, "year": 2024, "amount": 10}
+    body = {"oem_org_id": supplier.id, "year": 2024, "amount": "10"}
     response = client.post("/api/v1/baselines", json=body, headers=admin)
-    assert response.status_code == 422
+    assert_refused(response, "oem_org_id")
+    assert count_rows(DeclaredBaseline) == 0
 
 
 # --- the outbox (admins) -----------------------------------------------------------------------

@@ -36,11 +36,8 @@ from market.services.ledger import (
     increment_of,
     subsidy_of,
 )
-from tests import factories, ledger_support
+from tests import factories
 from tests.factories import CHANGSHA, GUANGZHOU, SHANTOU, SHENZHEN
-
-# Fixtures that isolate committing code (see tests/ledger_support.py).
-db_session = ledger_support.db_session
 
 D = Decimal
 EARTH_RADIUS_KM = 6371.0088
@@ -419,7 +416,7 @@ def test_every_hashed_field_changes_the_hash():
 @pytest.fixture
 def world(db_session):
     """An OEM with a plant in Guangzhou, a near (Shenzhen) and a far (Shantou) supplier."""
-    ledger_support.reset_ledger_tables()
+    ledger.ensure_default_policy()  # a committed_db test before may have emptied the table
     oem = factories.make_org(OrgKind.OEM)
     plant = factories.make_site(oem, at=GUANGZHOU)
     near = factories.make_org(city_code="440300")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,7 +9,6 @@ from sqlalchemy import func, select
 
 from market.models import OrgKind, OutboxEvent, Role, Site
 from tests import factories
-from tests.test_suppliers import FreshClient, isolated_session
 
 PLANTS = "/api/v1/plants"
 BODY = {
@@ -20,16 +18,6 @@ BODY = {
     "lat": 23.15,
     "lon": 113.65,
 }
-
-
-@pytest.fixture
-def db_session(app) -> Iterator[Any]:
-    yield from isolated_session(app)
-
-
-@pytest.fixture
-def client(app, db_session) -> FreshClient:
-    return FreshClient(app, app.response_class, use_cookies=True)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Purchases recorded directly: money as exact strings, references, visibility, cancel, list."""
+"""Purchases recorded directly: money as exact strings, references, visibility, cancel, list;
+their subsidy preview and their place in the near-shore ledger (the worker runs inline)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, func, select
 
 from market.extensions import db
 from market.models import (
+    EntryKind,
+    LedgerEntry,
     OrgKind,
     OrgStatus,
     OutboxEvent,
+    OutboxStatus,
     OutboxTopic,
     Purchase,
     PurchaseSource,
@@ -27,23 +29,13 @@ from tests.test_demands import (
     HUGE_ID,
     TODAY,
     Market,
-    build_market,
     counts,
     error_fields,
-    fresh_client,
 )
 
-marketplace_db = shared.marketplace_db  # the test's rolled-back transaction
-
-
-@pytest.fixture
-def client(app: Flask, marketplace_db: Any) -> FlaskClient:
-    return fresh_client(app)
-
-
-@pytest.fixture
-def market(marketplace_db: Any) -> Market:
-    return build_market()
+# conftest's ``db_session`` and ``client``: each test's transaction is rolled back.
+market = shared.market
+nothing_committed = shared.nothing_committed  # autouse: checks that nothing leaked
 
 
 def purchase_body(market: Market, **changes: Any) -> dict[str, Any]:
@@ -469,3 +461,254 @@ def test_a_cancellation_needs_a_plain_reason(client, market, body):
     assert counts() == before
     db.session.expire_all()
     assert db.session.get(Purchase, purchase.id).status is PurchaseStatus.RECORDED
+
+
+# --- the subsidy preview and the ledger (TestConfig runs the ledger worker inline) -------------
+
+# Guangzhou (the plant) to Shenzhen (the supplier's site) and to Changsha (Hunan), rounded to the
+# metre as the ledger keeps it.
+GUANGZHOU_SHENZHEN_KM = "104.203"
+GUANGZHOU_CHANGSHA_KM = "567.932"
+ENTRY_FIELDS = (
+    "near_shore",
+    "reason_code",
+    "distance_km",
+    "policy_version",
+    "baseline",
+    "increment",
+    "subsidy",
+)
+
+
+def detail(client: Any, market: Market, purchase_id: int, user: Any = None) -> dict[str, Any]:
+    response = client.get(
+        f"/api/v1/purchases/{purchase_id}", headers=market.headers(user or market.buyer)
+    )
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def entry_row(purchase_id: int, kind: EntryKind = EntryKind.RECORD) -> LedgerEntry:
+    return db.session.scalars(
+        select(LedgerEntry).where(LedgerEntry.purchase_id == purchase_id, LedgerEntry.kind == kind)
+    ).one()
+
+
+def test_a_recorded_purchase_shows_its_ledger_entry(client, market):
+    created = record(client, market)
+    assert created.status_code == 201, created.get_json()
+    body = detail(client, market, created.get_json()["id"])
+
+    ledger = body["ledger"]
+    assert ledger["status"] == "recorded"
+    assert ledger["reversal"] is None
+    entry = ledger["entry"]
+    assert {name: entry[name] for name in ENTRY_FIELDS} == {
+        "near_shore": True,
+        "reason_code": "NEAR_SHORE",
+        "distance_km": GUANGZHOU_SHENZHEN_KM,
+        "policy_version": 1,
+        "baseline": "0.00",
+        "increment": "12345.67",
+        "subsidy": "123.46",  # 123.4567, half-up
+    }
+    row = entry_row(body["id"])
+    assert (entry["seq"], entry["entry_hash"]) == (row.seq, row.entry_hash)
+    assert len(entry["entry_hash"]) == 64
+    chain = client.get("/api/v1/ledger/verify", headers=market.headers(market.auditor))
+    assert chain.get_json()["ok"] is True
+    assert chain.get_json()["head_hash"] == entry["entry_hash"]
+    # The detail is the purchase itself plus its ledger; the supplier sees the same.
+    assert body["amount"] == "12345.67" and body["status"] == "recorded"
+    assert "subsidy_preview" not in body
+    assert detail(client, market, body["id"], market.supplier_user)["ledger"] == ledger
+
+
+def test_the_preview_is_what_the_ledger_records_for_a_fresh_oems_first_purchase(client, market):
+    before = db.session.scalar(select(func.count()).select_from(LedgerEntry)) or 0
+    response = record(client, market)
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    preview = body["subsidy_preview"]
+    assert preview == {
+        "near_shore": True,
+        "reason_code": "NEAR_SHORE",
+        "distance_km": GUANGZHOU_SHENZHEN_KM,
+        "policy_version": 1,
+        "year": (TODAY - timedelta(days=2)).year,
+        "baseline": "0.00",  # no purchases last year, none declared
+        "near_shore_total_before": "0.00",
+        "increment": "12345.67",
+        "subsidy": "123.46",
+        "message": "adds ¥12,345.67 of new near-shore purchasing "
+        "(estimated subsidy ¥123.46, policy v1)",
+    }
+    entry = detail(client, market, body["id"])["ledger"]["entry"]
+    assert {name: entry[name] for name in ENTRY_FIELDS} == {
+        name: preview[name] for name in ENTRY_FIELDS
+    }
+    row = entry_row(body["id"])
+    assert (row.year, row.near_shore_total_before) == (preview["year"], Decimal("0.00"))
+    # The preview itself wrote nothing: one entry, the worker's.
+    assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) == before + 1
+
+
+def test_the_preview_counts_last_years_purchases_as_the_baseline(client, market):
+    last_year = date(TODAY.year - 1, 6, 1)
+    first = record(client, market, amount="1000.00", purchased_on=last_year.isoformat())
+    assert first.status_code == 201, first.get_json()
+    assert first.get_json()["subsidy_preview"]["increment"] == "1000.00"
+
+    second = record(
+        client, market, amount="1500.00", purchased_on=TODAY.isoformat(), invoice_number="INV-2"
+    )
+    assert second.status_code == 201, second.get_json()
+    preview = second.get_json()["subsidy_preview"]
+    assert (preview["year"], preview["baseline"], preview["near_shore_total_before"]) == (
+        TODAY.year,
+        "1000.00",
+        "0.00",
+    )
+    assert (preview["increment"], preview["subsidy"]) == ("500.00", "5.00")
+    assert preview["message"].startswith("adds ¥500.00 of new near-shore purchasing")
+    entry = detail(client, market, second.get_json()["id"])["ledger"]["entry"]
+    assert {name: entry[name] for name in ENTRY_FIELDS} == {
+        name: preview[name] for name in ENTRY_FIELDS
+    }
+
+
+def test_a_cancelled_purchase_is_reversed_in_the_ledger(client, market):
+    created = record(client, market)
+    purchase_id = created.get_json()["id"]
+    recorded = detail(client, market, purchase_id)["ledger"]["entry"]
+    cancel = client.post(
+        f"/api/v1/purchases/{purchase_id}/cancel",
+        json={"reason": "Duplicate of invoice 123"},
+        headers=market.headers(market.buyer),
+    )
+    assert cancel.status_code == 200, cancel.get_json()
+
+    ledger = detail(client, market, purchase_id)["ledger"]
+    assert ledger["status"] == "reversed"
+    assert ledger["entry"] == recorded  # the record entry is never changed
+    reversal = ledger["reversal"]
+    assert {name: reversal[name] for name in ENTRY_FIELDS} == {
+        "near_shore": True,
+        "reason_code": "NEAR_SHORE",
+        "distance_km": GUANGZHOU_SHENZHEN_KM,
+        "policy_version": 1,
+        "baseline": "0.00",
+        "increment": "-12345.67",
+        "subsidy": "-123.46",
+    }
+    assert reversal["seq"] == recorded["seq"] + 1
+    row = entry_row(purchase_id, EntryKind.REVERSAL)
+    assert (row.amount, row.prev_hash) == (Decimal("-12345.67"), recorded["entry_hash"])
+    assert reversal["entry_hash"] == row.entry_hash
+
+
+def test_a_supplier_site_outside_guangdong_is_out_of_province(client, market):
+    hunan = factories.make_org(OrgKind.SUPPLIER, city_code="430100")
+    site = factories.make_site(hunan, at=factories.CHANGSHA)
+    response = record(client, market, supplier_org_id=hunan.id, supplier_site_id=site.id)
+    assert response.status_code == 201, response.get_json()
+    preview = response.get_json()["subsidy_preview"]
+    assert (preview["near_shore"], preview["reason_code"], preview["distance_km"]) == (
+        False,
+        "OUT_OF_PROVINCE",
+        GUANGZHOU_CHANGSHA_KM,
+    )
+    assert (preview["increment"], preview["subsidy"]) == ("0.00", "0.00")
+    assert preview["message"] == (
+        f"not near-shore (OUT_OF_PROVINCE, {GUANGZHOU_CHANGSHA_KM} km from the plant): no subsidy"
+    )
+
+    ledger = detail(client, market, response.get_json()["id"])["ledger"]
+    assert ledger["status"] == "recorded"
+    assert {name: ledger["entry"][name] for name in ENTRY_FIELDS} == {
+        "near_shore": False,
+        "reason_code": "OUT_OF_PROVINCE",
+        "distance_km": GUANGZHOU_CHANGSHA_KM,
+        "policy_version": 1,
+        "baseline": "0.00",
+        "increment": "0.00",
+        "subsidy": "0.00",
+    }
+
+
+def test_a_purchase_not_recorded_yet_is_pending_and_a_dead_one_failed(client, market):
+    # Rows made by the factory, without the worker: no entry yet.
+    waiting = factories.make_purchase(market.oem, market.plant, market.supplier, market.site)
+    stuck = factories.make_purchase(market.oem, market.plant, market.supplier, market.site)
+    db.session.add(
+        OutboxEvent(
+            topic=OutboxTopic.LEDGER_RECORD,
+            aggregate_id=stuck.id,
+            payload={},
+            status=OutboxStatus.DEAD,
+            attempts=8,
+            last_error="boom",
+        )
+    )
+    db.session.flush()
+    assert detail(client, market, waiting.id)["ledger"] == {
+        "status": "pending",
+        "entry": None,
+        "reversal": None,
+    }
+    assert detail(client, market, stuck.id)["ledger"]["status"] == "failed"
+
+
+def test_list_items_carry_the_compact_ledger_status(client, market):
+    recorded = record(client, market, invoice_number="INV-A").get_json()["id"]
+    reversed_ = record(client, market, invoice_number="INV-B").get_json()["id"]
+    client.post(
+        f"/api/v1/purchases/{reversed_}/cancel",
+        json={"reason": "typo"},
+        headers=market.headers(market.buyer),
+    )
+    pending = factories.make_purchase(market.oem, market.plant, market.supplier, market.site)
+    failed = factories.make_purchase(market.oem, market.plant, market.supplier, market.site)
+    db.session.add(
+        OutboxEvent(
+            topic=OutboxTopic.LEDGER_RECORD,
+            aggregate_id=failed.id,
+            payload={},
+            status=OutboxStatus.DEAD,
+        )
+    )
+    db.session.flush()
+
+    items = client.get(
+        f"/api/v1/purchases?oem={market.oem.id}&sort=id", headers=market.headers(market.auditor)
+    ).get_json()["items"]
+    assert [(p["id"], p["ledger_status"]) for p in items] == [
+        (recorded, "recorded"),
+        (reversed_, "reversed"),
+        (pending.id, "pending"),
+        (failed.id, "failed"),
+    ]
+    assert all("ledger" not in p and "subsidy_preview" not in p for p in items)
+
+
+def test_a_page_of_purchases_costs_the_same_queries_whatever_its_size(client, market):
+    for _ in range(6):
+        factories.make_purchase(market.oem, market.plant, market.supplier, market.site)
+    headers = market.headers(market.buyer)
+    client.get("/api/v1/purchases", headers=headers)  # the token's user is loaded and cached
+
+    def statements(per_page: int) -> int:
+        seen: list[str] = []
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            seen.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            response = client.get(f"/api/v1/purchases?per_page={per_page}", headers=headers)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        assert len(response.get_json()["items"]) == per_page
+        return len(seen)
+
+    assert statements(1) == statements(6) > 0

@@ -1,4 +1,5 @@
-"""Quotes: eligibility by the ranking spec, one per supplier, who sees what, withdraw, award."""
+"""Quotes: eligibility by the ranking spec, one per supplier, who sees what, withdraw, award
+(answered with the purchase's subsidy preview)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from market.extensions import db
@@ -18,6 +17,7 @@ from market.models import (
     CertStatus,
     Demand,
     DemandState,
+    LedgerEntry,
     OrgKind,
     OrgStatus,
     OutboxEvent,
@@ -37,20 +37,11 @@ from tests.test_demands import (
     build_market,
     counts,
     error_fields,
-    fresh_client,
 )
 
-marketplace_db = shared.marketplace_db  # the test's rolled-back transaction
-
-
-@pytest.fixture
-def client(app: Flask, marketplace_db: Any) -> FlaskClient:
-    return fresh_client(app)
-
-
-@pytest.fixture
-def market(marketplace_db: Any) -> Market:
-    return build_market()
+# conftest's ``db_session`` and ``client``: each test's transaction is rolled back.
+market = shared.market
+nothing_committed = shared.nothing_committed  # autouse: checks that nothing leaked
 
 
 def open_demand(market: Market, **fields: Any) -> Demand:
@@ -441,6 +432,29 @@ def test_award_makes_the_purchase_in_one_go(client, market):
     assert purchase["plant_id"] == market.plant.id
     assert purchase["category"] == "chassis.braking"
     assert "ledger" not in purchase
+    # The subsidy preview: the OEM's first purchase counts in full, and 1 % of it is past the
+    # annual cap, so the subsidy is the cap.
+    assert purchase["subsidy_preview"] == {
+        "near_shore": True,
+        "reason_code": "NEAR_SHORE",
+        "distance_km": "104.203",  # Guangzhou plant, Shenzhen site
+        "policy_version": 1,
+        "year": TODAY.year,
+        "baseline": "0.00",
+        "near_shore_total_before": "0.00",
+        "increment": "9999999999.00",
+        "subsidy": "2000000.00",
+        "message": "adds ¥9,999,999,999.00 of new near-shore purchasing "
+        "(estimated subsidy ¥2,000,000.00, policy v1)",
+    }
+    ledger = client.get(
+        f"/api/v1/purchases/{purchase['id']}", headers=market.headers(market.buyer)
+    ).get_json()["ledger"]
+    assert ledger["status"] == "recorded"
+    assert (ledger["entry"]["increment"], ledger["entry"]["subsidy"]) == (
+        "9999999999.00",
+        "2000000.00",
+    )
 
     db.session.expire_all()
     assert db.session.get(Demand, demand.id).state is DemandState.AWARDED
@@ -473,6 +487,13 @@ def test_award_with_an_explicit_purchase_date(client, market):
     assert response.status_code == 201
     assert response.get_json()["amount"] == "0.01"
     assert response.get_json()["purchased_on"] == (TODAY - timedelta(days=3)).isoformat()
+    preview = response.get_json()["subsidy_preview"]
+    assert preview["year"] == (TODAY - timedelta(days=3)).year
+    # 0.01 × 1 % = 0.0001: half-up to the fen, nothing.
+    assert (preview["increment"], preview["subsidy"]) == ("0.01", "0.00")
+    assert preview["message"] == (
+        "adds ¥0.01 of new near-shore purchasing (estimated subsidy ¥0.00, policy v1)"
+    )
 
 
 def _assert_nothing_changed(demand: Demand, quote: Quote, before: dict[str, int]) -> None:
@@ -634,6 +655,14 @@ def test_twenty_concurrent_awards_make_exactly_one_purchase(app, committed_db):
     assert len(purchases) == 1
     winner = next(body for status, body in results if status == 201)
     assert purchases[0].id == winner["id"]
+    assert (winner["subsidy_preview"]["increment"], winner["subsidy_preview"]["subsidy"]) == (
+        "37.05",
+        "0.37",
+    )
+    entries = committed_db.scalars(
+        select(LedgerEntry.subsidy).where(LedgerEntry.purchase_id == winner["id"])
+    ).all()
+    assert entries == [Decimal("0.37")]  # recorded once, by the inline worker
     quote_states = sorted(
         committed_db.scalars(select(Quote.status).where(Quote.id.in_(quote_ids))).all()
     )

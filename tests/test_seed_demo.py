@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -36,14 +34,8 @@ from market.services.demo import (
 )
 from market.services.suppliers import certification_levels, check_site_location
 from tests import factories
-from tests.test_suppliers import isolated_session
 
 SIZE = 30
-
-
-@pytest.fixture
-def db_session(app) -> Iterator[Any]:
-    yield from isolated_session(app)
 
 
 def count(session, model, *where) -> int:

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from flask import g
-from flask.testing import FlaskClient
-from flask_sqlalchemy.session import Session as FlaskSqlAlchemySession
 from sqlalchemy import func, select
 
-from market.extensions import db
 from market.models import (
     Capability,
     Certification,
@@ -29,74 +24,6 @@ from market.models import (
 from tests import factories
 
 API = "/api/v1/suppliers"
-
-
-class _ConnectionBoundSession(FlaskSqlAlchemySession):
-    """Flask-SQLAlchemy's session picks the engine per mapper and ignores ``bind``; this one
-    stays on the test's connection, so the code's commits really are savepoints."""
-
-    def get_bind(self, *args: Any, **kwargs: Any) -> Any:
-        return self.bind
-
-
-def isolated_session(app: Any) -> Iterator[Any]:
-    """A ``db_session`` in which nothing a test commits outlives the test.
-
-    conftest's ``db_session`` passes ``bind=connection``, but Flask-SQLAlchemy's session picks
-    the engine per mapper and ignores it, so the code's ``commit()`` commits for real and rows
-    leak into later tests; this one stays on the test's connection.
-    """
-    with app.app_context():
-        connection = db.engine.connect()
-        sqlite = connection.dialect.name == "sqlite"
-        if sqlite:
-            # pysqlite (Python < 3.12) starts transactions itself and ignores SAVEPOINTs, so a
-            # released savepoint would commit; take over with an explicit BEGIN.
-            driver = connection.connection.dbapi_connection
-            previous = driver.isolation_level  # type: ignore[union-attr]
-            driver.isolation_level = None  # type: ignore[union-attr]
-        outer = connection.begin()
-        if sqlite:
-            connection.exec_driver_sql("BEGIN")
-        original = db.session
-        db.session = db._make_scoped_session(
-            {
-                "bind": connection,
-                "join_transaction_mode": "create_savepoint",
-                "class_": _ConnectionBoundSession,
-            }
-        )
-        try:
-            yield db.session
-        finally:
-            db.session.remove()
-            db.session = original
-            outer.rollback()
-            if sqlite:
-                driver.isolation_level = previous  # type: ignore[union-attr]
-            connection.close()
-
-
-@pytest.fixture
-def db_session(app) -> Iterator[Any]:
-    yield from isolated_session(app)
-
-
-class FreshClient(FlaskClient):
-    """Each request starts with an empty ``g``, as in production.
-
-    The ``db_session`` fixture keeps an app context open, and requests reuse it, so without
-    this Flask-Login's cached user of one request would answer for the next.
-    """
-
-    def open(self, *args: Any, **kwargs: Any) -> Any:
-        g.__dict__.clear()
-        return super().open(*args, **kwargs)
-
-
-@pytest.fixture
-def client(app, db_session) -> FlaskClient:
-    return FreshClient(app, app.response_class, use_cookies=True)
 
 
 @dataclass

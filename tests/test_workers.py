@@ -45,7 +45,7 @@ from market.models import (
     Role,
 )
 from market.services import ledger
-from tests import factories, ledger_support
+from tests import factories
 from tests.conftest import RUN_ID, _empty_all_tables, make_test_app
 from tests.factories import GUANGZHOU, SHANTOU, SHENZHEN
 from workers import outbox
@@ -54,8 +54,6 @@ from workers.scheduler import warn_expiring_certifications
 
 REPO = Path(__file__).resolve().parent.parent
 D = Decimal
-
-db_session = ledger_support.db_session  # isolates committing code (see tests/ledger_support.py)
 
 
 def wait_for(
@@ -115,7 +113,7 @@ def pending_count() -> int:
 
 @pytest.fixture
 def fresh(db_session):
-    ledger_support.reset_ledger_tables()
+    ledger.ensure_default_policy()  # a committed_db test before may have emptied the table
     db.session.commit()
 
 
@@ -252,6 +250,10 @@ def test_policy_and_baseline_cli(fresh, app):
     assert "v1\t2020-01-01..open\tprefix=44" in listed.output and "v2\t2031-01-01" in listed.output
     bad = runner.invoke(args=[*add[:6], "--rate", "2", "--cap", "1"])
     assert bad.exit_code != 0 and "rate" in bad.output
+    # The API's money rule: at most 2 decimals, no exponent.
+    bad_cap = runner.invoke(args=[*add, "--cap", "1000.001"])
+    assert bad_cap.exit_code != 0 and "annual_cap: At most 2 decimal places" in bad_cap.output
+    assert "plain digits" in runner.invoke(args=[*add, "--cap", "1e6"]).output
     oem = factories.make_org(OrgKind.OEM)
     declared = runner.invoke(
         args=["baselines", "declare", "--oem", str(oem.id), "--year", "2024", "--amount", "12.5"]

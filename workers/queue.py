@@ -19,8 +19,10 @@ from typing import Any
 
 from flask import Flask, current_app
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Retry
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import NoSuchJobError, StopRequested
 from rq.job import Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ RETRY_INTERVALS = [1, 5, 15]
 # A job in one of these states will still run: enqueueing it again would only run it twice.
 LIVE_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
+REDIS_WAIT_MAX_SECONDS = 30.0
 
 
 def embedded_redis(app: Flask) -> Redis:
@@ -83,6 +87,27 @@ class JobQueues:
             return {"status": "down", "kind": kind, "error": type(exc).__name__}
         latency = round((time.perf_counter() - started) * 1000, 2)
         return {"status": "ok", "kind": kind, "jobs": self.mode, "latency_ms": latency}
+
+
+def wait_for_redis(connection: Redis, stopped: Callable[[], bool] = lambda: False) -> bool:
+    """Pause, then ping with growing pauses until Redis answers (True) or ``stopped()`` (False).
+
+    For the worker and scheduler processes after Redis failed under them. The first pause also
+    keeps a loop that keeps failing from spinning. RQ's signal handlers stay installed while
+    this waits: the StopRequested they raise ends the wait too.
+    """
+    pause = 1.0
+    try:
+        while not stopped():
+            time.sleep(pause)
+            try:
+                connection.ping()
+                return not stopped()
+            except REDIS_ERRORS:
+                pause = min(pause * 2, REDIS_WAIT_MAX_SECONDS)
+    except StopRequested:
+        pass
+    return False
 
 
 def init_jobs(app: Flask) -> None:

@@ -12,6 +12,8 @@
 
 The scheduler only enqueues; workers run the jobs on the ``periodic`` queue, which they serve
 before ``default``. A job nobody started within its ``ttl`` is dropped: the next one is due.
+RQ's cron scheduler ends when Redis fails under it; :func:`run_scheduler` waits until Redis
+answers again and starts a new one, so the sweeps resume by themselves after an outage.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from market.models import (
 )
 from market.services.unit_of_work import commit, emit
 from workers.outbox import sweep_outbox
-from workers.queue import PERIODIC_QUEUE, jobs
+from workers.queue import PERIODIC_QUEUE, REDIS_ERRORS, jobs, wait_for_redis
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +151,7 @@ def build_scheduler(
     sweep_every: int = SWEEP_EVERY_SECONDS,
     certifications_every: int = CERTIFICATION_CHECK_EVERY_SECONDS,
     reconcile_every: int = RECONCILE_EVERY_SECONDS,
+    generation: int = 0,
 ) -> CronScheduler:
     """RQ's cron scheduler with the app's periodic jobs registered (call in an app context)."""
     transport = jobs()
@@ -159,7 +162,8 @@ def build_scheduler(
     scheduler = CronScheduler(
         connection=Redis.from_url(transport.redis_url),
         logging_level=app.config["LOG_LEVEL"],
-        name=f"{prefix}-scheduler-{socket.gethostname()}-{os.getpid()}",
+        name=f"{prefix}-scheduler-{socket.gethostname()}-{os.getpid()}"
+        + (f"-{generation}" if generation else ""),
     )
     common: dict[str, Any] = {"queue_name": queue, "result_ttl": 300, "failure_ttl": 7 * 86400}
     scheduler.register(
@@ -193,6 +197,19 @@ def build_scheduler(
 
 
 def run_scheduler(app: Flask, **intervals: int) -> None:
-    """Enqueue the periodic jobs until stopped (SIGTERM/SIGINT)."""
+    """Enqueue the periodic jobs until stopped (SIGTERM/SIGINT), through Redis outages."""
     with app.app_context():
-        build_scheduler(app, **intervals).start()
+        generation = 0
+        while True:
+            scheduler = build_scheduler(app, generation=generation, **intervals)
+            try:
+                scheduler.start()
+                return  # a stop signal
+            except REDIS_ERRORS as exc:
+                log.warning(
+                    "scheduler lost Redis; it starts again once Redis answers",
+                    extra={"error": type(exc).__name__},
+                )
+            if not wait_for_redis(scheduler.connection):
+                return
+            generation += 1

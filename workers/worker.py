@@ -6,6 +6,11 @@ leave that to another worker). Each job runs in a forked work-horse inside the a
 the parent; the database engine is disposed before every fork, so a horse never shares a
 connection with its parent or a sibling (ckan's and redash's worker do the same). Every log
 line of a job carries its job id.
+
+Redis may vanish at any time. RQ's own loop waits for it while idle, but quits when Redis
+fails mid-job (or during its maintenance); :func:`run_worker` then waits until Redis answers
+again and starts a fresh worker in the same process, so a Redis outage never leaves the
+deployment without workers. Only a stop signal (or ``--burst``/``--max-jobs``) ends it.
 """
 
 from __future__ import annotations
@@ -13,18 +18,19 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flask import Flask
 from redis import Redis
 from rq import Queue, Worker
+from rq.exceptions import StopRequested
 from rq.job import Job
 from sqlalchemy.orm import configure_mappers
 
 from market.extensions import db
 from market.logs import set_log_context
-from workers.queue import QUEUES, jobs
+from workers.queue import QUEUES, REDIS_ERRORS, jobs, wait_for_redis
 from workers.registry import load_handlers
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,16 @@ log = logging.getLogger(__name__)
 
 class AppWorker(Worker):
     """An RQ worker whose jobs run in the Flask app context it was started in."""
+
+    stop_signalled = False
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        # Remembered so that run_worker can tell a stop from a lost Redis.
+        self.stop_signalled = True
+        try:
+            super().request_stop(signum, frame)
+        except REDIS_ERRORS:  # RQ asks Redis for the worker's state first
+            raise StopRequested() from None
 
     def execute_job(self, job: Job, queue: Queue) -> Any:
         # Pooled connections must not cross the fork: the horse would share the parent's
@@ -53,8 +69,13 @@ class AppWorker(Worker):
             db.engine.dispose()
 
 
-def worker_name(prefix: str) -> str:
-    return f"{prefix}-{socket.gethostname()}-{os.getpid()}"
+def _stopped(worker: AppWorker) -> Callable[[], bool]:
+    return lambda: worker.stop_signalled
+
+
+def worker_name(prefix: str, generation: int = 0) -> str:
+    suffix = f"-{generation}" if generation else ""
+    return f"{prefix}-{socket.gethostname()}-{os.getpid()}{suffix}"
 
 
 def run_worker(
@@ -76,16 +97,33 @@ def run_worker(
         configure_mappers()
         # Its own connection: RQ raises its socket timeout above the blocking pop's.
         connection = Redis.from_url(transport.redis_url)
-        worker = AppWorker(
-            [transport.queue(name, connection) for name in queues],
-            connection=connection,
-            name=worker_name(transport.prefix),
-        )
-        set_log_context(worker=worker.name)
-        log.info("worker starting", extra={"queues": [transport.queue_name(q) for q in queues]})
-        return worker.work(
-            burst=burst,
-            with_scheduler=with_scheduler,
-            max_jobs=max_jobs,
-            logging_level=app.config["LOG_LEVEL"],
-        )
+        generation = 0
+        while True:
+            # A new name after a loss: the previous one may still be registered in Redis.
+            worker = AppWorker(
+                [transport.queue(name, connection) for name in queues],
+                connection=connection,
+                name=worker_name(transport.prefix, generation),
+            )
+            set_log_context(worker=worker.name)
+            log.info("worker starting", extra={"queues": [transport.queue_name(q) for q in queues]})
+            try:
+                worked = worker.work(
+                    burst=burst,
+                    with_scheduler=with_scheduler,
+                    max_jobs=max_jobs,
+                    logging_level=app.config["LOG_LEVEL"],
+                )
+                if burst or max_jobs is not None or worker.stop_signalled:
+                    return worked
+                reason = "the work loop ended"
+            except REDIS_ERRORS as exc:  # RQ could not even record its own end
+                if worker.stop_signalled:
+                    return False
+                reason = type(exc).__name__
+            log.warning(
+                "worker lost Redis; it starts again once Redis answers", extra={"reason": reason}
+            )
+            if not wait_for_redis(connection, stopped=_stopped(worker)):
+                return False
+            generation += 1

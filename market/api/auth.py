@@ -37,6 +37,7 @@ SecurityEventPageSchema = page_of(SecurityEventSchema)
 @blp.arguments(LoginSchema)
 @blp.response(200, SessionSchema)
 @blp.alt_response(401, description="Wrong email or password (the same answer for both)")
+@blp.alt_response(403, description="The account is disabled or its organization is suspended")
 @blp.alt_response(429, description="Too many attempts for this account or address")
 @blp.alt_response(503, description="The rate limiter's store is down: sign-in fails closed")
 def login(data: dict[str, Any]) -> dict[str, Any]:
@@ -76,6 +77,7 @@ class Tokens(MethodView):
     @allow(*ALL_ROLES)
     @blp.arguments(TokenCreateSchema)
     @blp.response(201, ApiTokenCreatedSchema)
+    @blp.alt_response(409, description="Too many active tokens; revoke one first")
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Create an API token for machine clients (the token is shown once)."""
         token, raw = accounts.token_create(actor(), data["name"], data["expires_in_days"])

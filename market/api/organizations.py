@@ -32,6 +32,7 @@ class Organizations(MethodView):
     @public
     @blp.arguments(OrganizationRegisterSchema)
     @blp.response(201, RegistrationSchema)
+    @blp.alt_response(409, description="The USCC or the email address is already registered")
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Register an organization with its first user (pending until verified)."""
         organization, user = accounts.organization_register(data)
@@ -56,6 +57,7 @@ def organization_detail(organization_id: int) -> Organization:
 @blp.route("/organizations/<int:organization_id>/verify", methods=["POST"])
 @allow(Role.ADMIN)
 @blp.response(200, OrganizationSchema)
+@blp.alt_response(409, description="The organization is not pending")
 def organization_verify(organization_id: int) -> Organization:
     """Verify a pending organization (admin): it becomes active."""
     return accounts.organization_verify(actor(), organization_id)
@@ -65,6 +67,7 @@ def organization_verify(organization_id: int) -> Organization:
 @allow(Role.ADMIN)
 @blp.arguments(SuspendSchema)
 @blp.response(200, OrganizationSchema)
+@blp.alt_response(409, description="The organization is already suspended")
 def organization_suspend(data: dict[str, Any], organization_id: int) -> Organization:
     """Suspend an organization (admin): its sessions end and its API tokens are revoked."""
     return accounts.organization_suspend(actor(), organization_id, data.get("reason"))
@@ -73,6 +76,7 @@ def organization_suspend(data: dict[str, Any], organization_id: int) -> Organiza
 @blp.route("/organizations/<int:organization_id>/reactivate", methods=["POST"])
 @allow(Role.ADMIN)
 @blp.response(200, OrganizationSchema)
+@blp.alt_response(409, description="The organization is not suspended")
 def organization_reactivate(organization_id: int) -> Organization:
     """Lift a suspension (admin)."""
     return accounts.organization_reactivate(actor(), organization_id)

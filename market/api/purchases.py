@@ -16,10 +16,14 @@ from market.permissions import actor, allow
 from market.schemas.marketplace import (
     PurchaseCancelSchema,
     PurchaseCreateSchema,
+    PurchaseDetailSchema,
+    PurchaseListItemSchema,
     PurchaseQuerySchema,
+    PurchaseRecordedSchema,
     PurchaseSchema,
 )
 from market.services import idempotency, purchases
+from market.services.purchases import PurchaseView
 
 blp = Blueprint("purchases", __name__, description="Purchases of OEMs from suppliers (CNY)")
 
@@ -37,12 +41,15 @@ IDEMPOTENCY_HEADER_DOC = {
 class Purchases(MethodView):
     @allow(Role.BUYER)
     @blp.arguments(PurchaseCreateSchema)
-    @blp.response(201, PurchaseSchema)
+    @blp.response(201, PurchaseRecordedSchema)
     @blp.alt_response(403, description="Not a buyer of an active (verified) OEM organization")
     @blp.alt_response(409, description="This supplier's invoice is already recorded")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER_DOC])
-    def post(self, data: dict[str, Any]) -> Purchase | Response:
-        """Record an off-platform purchase (send an Idempotency-Key to make retries safe)."""
+    def post(self, data: dict[str, Any]) -> PurchaseView | Response:
+        """Record an off-platform purchase; the answer previews its subsidy effect.
+
+        Send an Idempotency-Key to make retries safe.
+        """
         result = purchases.record_purchase(
             actor(), data, idempotency_key=request.headers.get(idempotency.HEADER)
         )
@@ -52,7 +59,7 @@ class Purchases(MethodView):
 
     @allow(Role.BUYER, Role.SUPPLIER, Role.AUDITOR, Role.ADMIN)
     @blp.arguments(PurchaseQuerySchema, location="query", unknown=RAISE)
-    @blp.response(200, page_of(PurchaseSchema))
+    @blp.response(200, page_of(PurchaseListItemSchema))
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """List the purchases you may see (your organization's; all for auditors and admins)."""
         return purchases.purchase_list(actor(), query).as_dict()
@@ -61,10 +68,10 @@ class Purchases(MethodView):
 @blp.route("/purchases/<int:purchase_id>")
 class PurchaseById(MethodView):
     @allow(Role.BUYER, Role.SUPPLIER, Role.AUDITOR, Role.ADMIN)
-    @blp.response(200, PurchaseSchema)
+    @blp.response(200, PurchaseDetailSchema)
     @blp.alt_response(404, description="No such purchase, or not yours to see")
-    def get(self, purchase_id: int) -> Purchase:
-        """One purchase."""
+    def get(self, purchase_id: int) -> PurchaseView:
+        """One purchase, with its ledger status and entries."""
         return purchases.purchase_get(actor(), purchase_id)
 
 

@@ -9,16 +9,17 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from market.api.pagination import page_of
-from market.models import Purchase, Quote, Role
+from market.models import Quote, Role
 from market.permissions import actor, allow
 from market.schemas.marketplace import (
     AwardSchema,
-    PurchaseSchema,
+    PurchaseRecordedSchema,
     QuoteCreateSchema,
     QuoteQuerySchema,
     QuoteSchema,
 )
 from market.services import quotes
+from market.services.purchases import PurchaseView
 
 blp = Blueprint("quotes", __name__, description="Suppliers' quotes on demands, and awards")
 
@@ -59,13 +60,16 @@ class QuoteWithdraw(MethodView):
 class QuoteAward(MethodView):
     @allow(Role.BUYER)
     @blp.arguments(AwardSchema)
-    @blp.response(201, PurchaseSchema)
+    @blp.response(201, PurchaseRecordedSchema)
     @blp.alt_response(404, description="No such quote on a demand of yours")
     @blp.alt_response(
         409,
         description="The demand is not open, the quote is not submitted or has expired, "
         "or the invoice is already recorded",
     )
-    def post(self, data: dict[str, Any], quote_id: int) -> Purchase:
-        """Award a quote: the demand is awarded and the purchase recorded, in one transaction."""
+    def post(self, data: dict[str, Any], quote_id: int) -> PurchaseView:
+        """Award a quote: the demand is awarded and the purchase recorded, in one transaction.
+
+        The answer previews the purchase's subsidy effect.
+        """
         return quotes.quote_award(actor(), quote_id, data)

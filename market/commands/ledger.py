@@ -10,7 +10,6 @@ Run the background side of a production deployment with::
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn
 
 import click
@@ -38,15 +37,6 @@ def _fail(error: DomainError) -> NoReturn:
     raise click.ClickException(f"{error.message} {details}".strip())
 
 
-def _decimal(_ctx: Any, param: click.Parameter, value: str | None) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        return Decimal(value)
-    except InvalidOperation as exc:
-        raise click.BadParameter(f"not a decimal number: {value!r}", param=param) from exc
-
-
 def _load(schema: Any, values: dict[str, Any]) -> dict[str, Any]:
     """Validate console input with the API's own schema (same rules, same messages)."""
     try:
@@ -70,9 +60,10 @@ def policy_list() -> None:
 @click.option("--from", "effective_from", required=True, type=click.DateTime(["%Y-%m-%d"]))
 @click.option("--until", "effective_until", type=click.DateTime(["%Y-%m-%d"]), default=None)
 @click.option("--prefix", "province_prefix", default="44", show_default=True)
-@click.option("--max-km", "max_distance_km", required=True, callback=_decimal)
-@click.option("--rate", required=True, callback=_decimal, help="e.g. 0.01 for 1%")
-@click.option("--cap", "annual_cap", required=True, callback=_decimal, help="CNY per OEM-year")
+# Decimals stay text: the schema reads them exactly, as it does the API's decimal strings.
+@click.option("--max-km", "max_distance_km", required=True)
+@click.option("--rate", required=True, help="e.g. 0.01 for 1%")
+@click.option("--cap", "annual_cap", required=True, help="CNY per OEM-year")
 @click.option("--note", default=None)
 def policy_add(
     effective_from: datetime,
@@ -98,7 +89,7 @@ def policy_add(
 @baselines_cli.command("declare")
 @click.option("--oem", "oem_org_id", required=True, type=int, help="The OEM's organization id.")
 @click.option("--year", required=True, type=int, help="The past year whose total this is.")
-@click.option("--amount", required=True, callback=_decimal, help="Near-shore total, CNY.")
+@click.option("--amount", required=True, help="Near-shore total, CNY.")
 @click.option("--note", default=None)
 def baselines_declare(**values: Any) -> None:
     """Declare an OEM's near-shore total of a year (the baseline of the year after)."""

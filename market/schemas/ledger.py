@@ -2,72 +2,24 @@
 
 from __future__ import annotations
 
-import math
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from market.models import EntryKind, OutboxStatus, OutboxTopic
 from market.schemas import PageQuerySchema, StrictSchema
+from market.schemas.fields import DecimalString, Money, Rate
+
+# Bounds of the admins' inputs (CNY), well inside the ledger's NUMERIC(18, 2).
+MAX_ANNUAL_CAP = Decimal(10**12)
+MAX_BASELINE = Decimal(10**13)
 
 
-class JsonDecimal(fields.Decimal):
-    """An exact decimal given as a JSON number (a string is refused, like NaN and Infinity),
-    with at most ``places`` decimals, within [minimum, maximum] (``minimum`` excluded when
-    ``exclusive_minimum``)."""
-
-    def __init__(
-        self,
-        places: int,
-        *,
-        minimum: int,
-        maximum: int,
-        exclusive_minimum: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        metadata = {"type": "number", "minimum": minimum, "maximum": maximum}
-        if exclusive_minimum:
-            metadata["exclusiveMinimum"] = True
-        metadata["multipleOf"] = float(Decimal(1).scaleb(-places))
-        super().__init__(metadata=metadata, **kwargs)
-        self.exponent = Decimal(1).scaleb(-places)
-        self.max_places = places
-        self.minimum = Decimal(minimum)
-        self.maximum = Decimal(maximum)
-        self.exclusive_minimum = exclusive_minimum
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
-        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-            raise ValidationError("Must be a number (not a string).")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValidationError("Must be a finite number.")
-        # repr() is the shortest text that reads back as the same float: what the client wrote.
-        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-        if not number.is_finite() or abs(number) >= Decimal("1e15"):
-            raise ValidationError("Must be a finite number below 10^15.")
-        try:
-            exact = number.quantize(self.exponent)
-        except InvalidOperation as exc:
-            raise ValidationError("Not a valid number.") from exc
-        if exact != number:
-            raise ValidationError(f"At most {self.max_places} decimal places.")
-        low = "greater than" if self.exclusive_minimum else "at least"
-        too_low = exact <= self.minimum if self.exclusive_minimum else exact < self.minimum
-        if too_low or exact > self.maximum:
-            raise ValidationError(f"Must be {low} {self.minimum} and at most {self.maximum}.")
-        return exact
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        return None if value is None else str(Decimal(value).quantize(self.exponent))
-
-
-class Money(fields.Decimal):
-    """Money in responses: a string with two decimals, e.g. ``"1234.50"`` (exact, no float)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("metadata", {"type": "string", "format": "decimal", "example": "1234.50"})
-        super().__init__(places=2, as_string=True, **kwargs)
+def SignedMoney() -> Money:
+    """Money in ledger responses: a reversal negates its entry, and a year's totals may pass
+    the bound of one purchase."""
+    return Money(minimum=None, maximum=None)
 
 
 def _exact(places: int) -> dict[str, Any]:
@@ -112,15 +64,15 @@ class LedgerEntrySchema(Schema):
     supplier_city_code = fields.String()
     year = fields.Integer()
     purchased_on = fields.Date()
-    amount = Money()
+    amount = SignedMoney()
     near_shore = fields.Boolean()
     reason_code = fields.String()
     distance_km = fields.Decimal(as_string=True, **_exact(3))
     policy_version = fields.Integer()
-    baseline = Money()
-    near_shore_total_before = Money()
-    increment = Money()
-    subsidy = Money()
+    baseline = SignedMoney()
+    near_shore_total_before = SignedMoney()
+    increment = SignedMoney()
+    subsidy = SignedMoney()
     recorded_at = fields.DateTime()
     prev_hash = fields.String()
     entry_hash = fields.String()
@@ -136,21 +88,21 @@ class OemSummarySchema(Schema):
     oem_name = fields.String(allow_none=True)
     oem_uscc = fields.String(allow_none=True)
     entries = fields.Integer()
-    total_amount = Money()
-    near_shore_total = Money()
-    baseline = Money()
+    total_amount = SignedMoney()
+    near_shore_total = SignedMoney()
+    baseline = SignedMoney()
     baseline_source = fields.String(metadata={"description": "declared | ledger"})
-    increment = Money()
-    subsidy = Money()
-    annual_cap = Money()
+    increment = SignedMoney()
+    subsidy = SignedMoney()
+    annual_cap = SignedMoney()
     cap_reached = fields.Boolean()
 
 
 class SummaryTotalsSchema(Schema):
-    total_amount = Money()
-    near_shore_total = Money()
-    increment = Money()
-    subsidy = Money()
+    total_amount = SignedMoney()
+    near_shore_total = SignedMoney()
+    increment = SignedMoney()
+    subsidy = SignedMoney()
 
 
 class SummarySchema(Schema):
@@ -176,9 +128,9 @@ class LedgerEntryStatusSchema(Schema):
     reason_code = fields.String()
     distance_km = fields.Decimal(as_string=True, **_exact(3))
     policy_version = fields.Integer()
-    baseline = Money()
-    increment = Money()
-    subsidy = Money()
+    baseline = SignedMoney()
+    increment = SignedMoney()
+    subsidy = SignedMoney()
 
 
 class LedgerStatusSchema(Schema):
@@ -197,10 +149,10 @@ class SubsidyPreviewSchema(Schema):
     distance_km = fields.Decimal(as_string=True, **_exact(3))
     policy_version = fields.Integer()
     year = fields.Integer()
-    baseline = Money()
-    near_shore_total_before = Money()
-    increment = Money()
-    subsidy = Money()
+    baseline = SignedMoney()
+    near_shore_total_before = SignedMoney()
+    increment = SignedMoney()
+    subsidy = SignedMoney()
     message = fields.String()
 
 
@@ -216,9 +168,11 @@ class PolicyCreateSchema(StrictSchema):
             r"^\d{2}(\d{2}){0,2}$", error="2, 4 or 6 digits of a GB/T 2260 division code."
         ),
     )
-    max_distance_km = JsonDecimal(3, minimum=0, maximum=2000, exclusive_minimum=True, required=True)
-    rate = JsonDecimal(6, minimum=0, maximum=1, exclusive_minimum=True, required=True)
-    annual_cap = JsonDecimal(2, minimum=0, maximum=10**12, required=True)
+    max_distance_km = DecimalString(
+        places=3, maximum=2000, noun="distance", example="200", subject="Kilometres", required=True
+    )
+    rate = Rate(required=True)
+    annual_cap = Money(maximum=MAX_ANNUAL_CAP, required=True)
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
 
 
@@ -229,7 +183,7 @@ class PolicySchema(Schema):
     province_prefix = fields.String()
     max_distance_km = fields.Decimal(as_string=True, **_exact(3))
     rate = fields.Decimal(as_string=True, **_exact(6))
-    annual_cap = Money()
+    annual_cap = SignedMoney()
     note = fields.String(allow_none=True)
     created_at = fields.DateTime()
 
@@ -243,7 +197,8 @@ class BaselineCreateSchema(StrictSchema):
         required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1)
     )
     year = fields.Integer(required=True, strict=True, validate=validate.Range(min=1990, max=2200))
-    amount = JsonDecimal(2, minimum=0, maximum=10**13, required=True)
+    # A year with no near-shore purchasing at all is a real, declarable total.
+    amount = Money(exclusive_minimum=False, maximum=MAX_BASELINE, required=True)
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
 
 
@@ -256,7 +211,7 @@ class BaselineSchema(Schema):
     id = fields.Integer()
     oem_org_id = fields.Integer()
     year = fields.Integer()
-    amount = Money()
+    amount = SignedMoney()
     note = fields.String(allow_none=True)
     declared_by_id = fields.Integer(allow_none=True)
     created_at = fields.DateTime()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import re
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import Decimal
+from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
@@ -20,11 +20,11 @@ from market import refdata
 from market.database import CENT
 from market.models import DemandState, PurchaseSource, PurchaseStatus, QuoteStatus
 from market.schemas import PageQuerySchema, StrictSchema
+from market.schemas.fields import MAX_AMOUNT, Money
+from market.schemas.ledger import LedgerStatusSchema, SubsidyPreviewSchema
 
 # Database integer primary keys; a larger id in a path or body names nothing.
 MAX_ID = 2**31 - 1
-# The largest single purchase the platform records (CNY), well inside NUMERIC(18, 2).
-MAX_AMOUNT = Decimal("9999999999.99")
 MAX_UNIT_PRICE = Decimal("99999999.99")
 MAX_QUANTITY = 10_000_000
 MAX_REQUIRED_STANDARDS = 10
@@ -35,7 +35,6 @@ MAX_QUOTE_VALIDITY_DAYS = 366 * 2
 DEFAULT_RADIUS_KM = 200
 MAX_RADIUS_KM = 500
 
-_MONEY_FORM = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
 # Something that looks like an HTML/XML tag or comment; "<5 mm" or "a > b" are fine.
 _MARKUP = re.compile(r"<\s*/?\s*[A-Za-z!?][^>]*>")
 _REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_/.\-]*$")
@@ -48,55 +47,6 @@ def today() -> date:
 
 
 # --- fields -------------------------------------------------------------------------------------
-
-
-class MoneyString(fields.Field[Decimal]):
-    """CNY as an exact decimal string ("12345.67"): > 0, at most 2 decimals, at most ``maximum``.
-
-    JSON numbers are refused: a client's float may already have lost the cents.
-    """
-
-    def __init__(self, *, maximum: Decimal = MAX_AMOUNT, **kwargs: Any) -> None:
-        metadata = {
-            "description": "CNY as an exact decimal string with at most 2 decimals, "
-            f'e.g. "12345.67"; greater than 0 and at most {maximum}.',
-            "type": "string",
-            "pattern": _MONEY_FORM.pattern,
-            "example": "12345.67",
-            **kwargs.pop("metadata", {}),
-        }
-        super().__init__(metadata=metadata, **kwargs)
-        self.maximum = maximum
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        if value is None:
-            return None
-        return str(Decimal(value).quantize(CENT))
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
-        if not isinstance(value, str):
-            raise ValidationError(
-                'Send the amount as a JSON string, e.g. "12345.67": JSON numbers are binary '
-                "floating point and may lose cents."
-            )
-        try:
-            amount = Decimal(value)
-        except InvalidOperation as exc:
-            raise ValidationError('Not a decimal amount; write it like "12345.67".') from exc
-        if not amount.is_finite():
-            raise ValidationError("NaN and Infinity are not amounts.")
-        if amount <= 0:
-            raise ValidationError("Must be greater than 0.")
-        if amount > self.maximum:
-            raise ValidationError(f"Must be at most {self.maximum}.")
-        if amount.as_tuple().exponent < -2:  # type: ignore[operator]
-            raise ValidationError("At most 2 decimal places (fen).")
-        if not _MONEY_FORM.match(value):
-            raise ValidationError(
-                'Write the amount as plain digits with an optional decimal point, e.g. "12345.67"'
-                " (no sign, exponent, spaces or separators)."
-            )
-        return amount.quantize(CENT)
 
 
 class PlainText(fields.String):
@@ -234,7 +184,7 @@ class DemandCreateSchema(StrictSchema):
         required=True, strict=True, validate=validate.Range(min=1, max=MAX_QUANTITY)
     )
     unit = PlainText(required=True, max_length=24, metadata={"example": "pcs"})
-    target_unit_price = MoneyString(maximum=MAX_UNIT_PRICE, allow_none=True)
+    target_unit_price = Money(maximum=MAX_UNIT_PRICE, allow_none=True)
     required_standards = BoundedList(
         fields.String(validate=_standard),
         max_items=MAX_REQUIRED_STANDARDS,
@@ -292,7 +242,7 @@ class DemandSchema(Schema):
     description = fields.String(allow_none=True)
     quantity = fields.Integer()
     unit = fields.String()
-    target_unit_price = MoneyString(maximum=MAX_UNIT_PRICE, allow_none=True)
+    target_unit_price = Money(maximum=MAX_UNIT_PRICE, allow_none=True)
     required_standards = fields.List(fields.String())
     need_by = fields.Date()
     radius_km = fields.Integer()
@@ -320,7 +270,7 @@ class DemandQuerySchema(PageQuerySchema):
 
 
 class QuoteCreateSchema(StrictSchema):
-    unit_price = MoneyString(required=True, maximum=MAX_UNIT_PRICE)
+    unit_price = Money(required=True, maximum=MAX_UNIT_PRICE)
     quantity = fields.Integer(
         required=True, strict=True, validate=validate.Range(min=1, max=MAX_QUANTITY)
     )
@@ -355,7 +305,7 @@ class QuoteSchema(Schema):
     organization_id = fields.Integer()
     supplier_name = fields.String(attribute="organization.legal_name")
     site_id = fields.Integer()
-    unit_price = MoneyString(maximum=MAX_UNIT_PRICE)
+    unit_price = Money(maximum=MAX_UNIT_PRICE)
     quantity = fields.Integer()
     total = fields.Function(
         _quote_total, metadata={"type": "string", "description": "unit_price × quantity (CNY)."}
@@ -401,7 +351,7 @@ class PurchaseCreateSchema(StrictSchema):
     supplier_site_id = Id(required=True, metadata={"description": "A site of that supplier."})
     plant_id = Id(required=True, metadata={"description": "A plant of your organization."})
     category = fields.String(required=True, validate=_category)
-    amount = MoneyString(required=True)
+    amount = Money(required=True)
     purchased_on = fields.Date(required=True, validate=_not_future_nor_ancient)
     invoice_number = Reference(required=True, metadata={"description": "发票号"})
     po_number = Reference(allow_none=True)
@@ -412,7 +362,8 @@ class PurchaseCancelSchema(StrictSchema):
 
 
 class PurchaseSchema(Schema):
-    """The one serialisation of a purchase (extend here, e.g. with its ledger status)."""
+    """The one serialisation of a purchase row; the variants below add the ledger status
+    or the subsidy preview."""
 
     id = fields.Integer()
     source = fields.Enum(PurchaseSource, by_value=True)
@@ -424,7 +375,7 @@ class PurchaseSchema(Schema):
     supplier_site_id = fields.Integer()
     plant_id = fields.Integer()
     category = fields.String()
-    amount = MoneyString()
+    amount = Money()
     purchased_on = fields.Date()
     invoice_number = fields.String()
     po_number = fields.String(allow_none=True)
@@ -432,6 +383,55 @@ class PurchaseSchema(Schema):
     created_at = fields.DateTime()
     cancelled_at = fields.DateTime(allow_none=True)
     cancel_reason = fields.String(allow_none=True)
+
+
+class _PurchaseViewSchema(PurchaseSchema):
+    """A purchase with more beside it (``market.services.purchases.PurchaseView``): the
+    purchase's own fields are read from ``view.purchase``, the ``view_fields`` from the view."""
+
+    view_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
+        source = obj if attr in self.view_fields else obj.purchase
+        return super().get_attribute(source, attr, default)
+
+
+LEDGER_STATUSES = ("pending", "failed", "recorded", "reversed")
+
+
+class PurchaseListItemSchema(_PurchaseViewSchema):
+    """A purchase in a list, with the compact ledger status."""
+
+    view_fields = frozenset({"ledger_status"})
+    ledger_status = fields.String(
+        metadata={
+            "enum": list(LEDGER_STATUSES),
+            "description": "pending (not recorded yet), failed (an admin must look), "
+            "recorded, reversed (cancelled and negated); GET /purchases/{id} has the entries.",
+        }
+    )
+
+
+class PurchaseDetailSchema(_PurchaseViewSchema):
+    """One purchase with its place in the near-shore ledger."""
+
+    view_fields = frozenset({"ledger"})
+    ledger = fields.Nested(LedgerStatusSchema)
+
+
+class PurchaseRecordedSchema(_PurchaseViewSchema):
+    """A purchase just recorded, with the subsidy effect it is expected to have."""
+
+    view_fields = frozenset({"subsidy_preview"})
+    subsidy_preview = fields.Nested(
+        SubsidyPreviewSchema,
+        metadata={
+            "description": "What this purchase would add to the ledger, computed against the "
+            "ledger as it stood before it (nothing written): an estimate, as purchases still "
+            "waiting for the ledger worker are not counted; the ledger entry is the figure that "
+            "counts. A replay with the same Idempotency-Key returns it as first computed."
+        },
+    )
 
 
 class PurchaseQuerySchema(PageQuerySchema):

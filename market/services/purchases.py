@@ -5,25 +5,35 @@ each cancellation commits an outbox row (``ledger.record`` / ``ledger.reverse``)
 transaction, so the ledger worker counts it exactly once.
 
 Who sees a purchase: the buying organization's users, the supplier's users, auditors and admins.
+
+Responses show more than the row (:class:`PurchaseView`): a new purchase carries the subsidy
+preview (``market.services.subsidy``), computed before the commit, so it is the ledger as it
+stood without this purchase and is stored as such with an ``Idempotency-Key``'s response; one
+purchase carries its ledger status and entries; a list item the compact status.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, false, select, true
+from sqlalchemy import ColumnElement, Select, exists, false, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from market.errors import Conflict, NotFound, ValidationFailed
 from market.extensions import db
 from market.models import (
+    EntryKind,
+    LedgerEntry,
     Organization,
     OrgKind,
     OrgStatus,
+    OutboxEvent,
+    OutboxStatus,
     OutboxTopic,
     Purchase,
     PurchaseSource,
@@ -32,10 +42,11 @@ from market.models import (
     Site,
     User,
 )
-from market.schemas.marketplace import PurchaseSchema
-from market.services import idempotency
+from market.schemas.marketplace import PurchaseRecordedSchema
+from market.services import idempotency, ledger
 from market.services.demands import check_id, now, order_by, require_active_org
 from market.services.pagination import Page, paginate
+from market.services.subsidy import SubsidyPreview, preview_for_purchase
 from market.services.unit_of_work import commit, emit, rollback
 
 RECORD_ENDPOINT = "POST /api/v1/purchases"
@@ -44,6 +55,16 @@ _SORT_COLUMNS: Mapping[str, Any] = {
     "purchased_on": Purchase.purchased_on,
     "amount": Purchase.amount,
 }
+
+
+@dataclass(frozen=True)
+class PurchaseView:
+    """A purchase and what its response shows beside it (the ``Purchase*Schema`` variants)."""
+
+    purchase: Purchase
+    ledger_status: str | None = None
+    ledger: dict[str, Any] | None = None
+    subsidy_preview: SubsidyPreview | None = None
 
 
 def duplicate_invoice() -> Conflict:
@@ -102,6 +123,46 @@ def add_purchase(
     return purchase
 
 
+def with_subsidy_preview(purchase: Purchase) -> PurchaseView:
+    """The response of a new purchase: call it after :func:`add_purchase`, before the commit
+    (after it, the inline ledger worker may already have counted the purchase itself)."""
+    return PurchaseView(purchase, subsidy_preview=preview_for_purchase(purchase))
+
+
+def ledger_statuses(purchase_ids: Sequence[int]) -> dict[int, str]:
+    """The compact ``ledger.ledger_status`` (``pending | failed | recorded | reversed``) of
+    many purchases, in one query: a page of a list costs one query, not one per purchase."""
+    if not purchase_ids:
+        return {}
+
+    def has_entry(kind: EntryKind) -> Any:
+        return exists().where(LedgerEntry.purchase_id == Purchase.id, LedgerEntry.kind == kind)
+
+    dead = exists().where(
+        OutboxEvent.status == OutboxStatus.DEAD,
+        OutboxEvent.topic == OutboxTopic.LEDGER_RECORD,
+        OutboxEvent.aggregate_id == Purchase.id,
+    )
+    rows = db.session.execute(
+        select(
+            Purchase.id,
+            has_entry(EntryKind.REVERSAL).label("reversed"),
+            has_entry(EntryKind.RECORD).label("recorded"),
+            dead.label("dead"),
+        ).where(Purchase.id.in_(purchase_ids))
+    )
+    # The same order of precedence as ``ledger.ledger_status``.
+    statuses = {}
+    for row in rows:
+        if row.reversed:
+            statuses[row.id] = "reversed"
+        elif row.recorded:
+            statuses[row.id] = "recorded"
+        else:
+            statuses[row.id] = "failed" if row.dead else "pending"
+    return statuses
+
+
 def visible_purchases(user: User) -> ColumnElement[bool]:
     """The purchases ``user`` may see, as a WHERE clause."""
     if user.role in (Role.ADMIN, Role.AUDITOR):
@@ -120,8 +181,9 @@ def visible_purchases(user: User) -> ColumnElement[bool]:
 
 def record_purchase(
     user: User, data: dict[str, Any], idempotency_key: str | None = None
-) -> Purchase | idempotency.StoredResponse:
-    """A buyer records an off-platform purchase; a repeated Idempotency-Key replays the answer."""
+) -> PurchaseView | idempotency.StoredResponse:
+    """A buyer records an off-platform purchase, answered with its subsidy preview; a repeated
+    Idempotency-Key replays the first answer (preview included, as it was computed then)."""
     org = require_active_org(user, OrgKind.OEM, "record purchases")
     request = idempotency.idempotent_request(user, RECORD_ENDPOINT, idempotency_key, data)
     if request and (stored := idempotency.find_replay(request)):
@@ -166,8 +228,9 @@ def record_purchase(
             source=PurchaseSource.DIRECT,
             created_by=user,
         )
+        view = with_subsidy_preview(purchase)
         if request:
-            idempotency.remember(request, 201, PurchaseSchema().dump(purchase))
+            idempotency.remember(request, 201, PurchaseRecordedSchema().dump(view))
         commit()
     except IntegrityError:
         # A concurrent twin committed first (same key, or the same invoice).
@@ -175,22 +238,23 @@ def record_purchase(
         if request and (stored := idempotency.find_replay(request)):
             return stored
         raise duplicate_invoice() from None
-    return purchase
+    return view
 
 
-def purchase_get(user: User, purchase_id: int) -> Purchase:
-    """One purchase the user may see (404 otherwise)."""
+def purchase_get(user: User, purchase_id: int) -> PurchaseView:
+    """One purchase the user may see (404 otherwise), with its ledger status and entries."""
     check_id(purchase_id, "Purchase")
     purchase = db.session.scalar(
         select(Purchase).where(Purchase.id == purchase_id, visible_purchases(user))
     )
     if purchase is None:
         raise NotFound("Purchase not found.")
-    return purchase
+    return PurchaseView(purchase, ledger=ledger.ledger_status(purchase.id))
 
 
 def purchase_list(user: User, query: dict[str, Any]) -> Page:
-    """The purchases the user may see, filtered, sorted and paginated."""
+    """The purchases the user may see, filtered, sorted and paginated, each with its compact
+    ledger status."""
     stmt: Select[Any] = (
         select(Purchase)
         .where(visible_purchases(user))
@@ -210,7 +274,10 @@ def purchase_list(user: User, query: dict[str, Any]) -> Page:
     if "source" in query:
         stmt = stmt.where(Purchase.source == PurchaseSource(query["source"]))
     stmt = stmt.order_by(*order_by(query["sort"], _SORT_COLUMNS, Purchase.id))
-    return paginate(stmt, query["page"], query["per_page"])
+    page = paginate(stmt, query["page"], query["per_page"])
+    statuses = ledger_statuses([purchase.id for purchase in page.items])
+    page.items = [PurchaseView(p, ledger_status=statuses[p.id]) for p in page.items]
+    return page
 
 
 def purchase_cancel(user: User, purchase_id: int, reason: str) -> Purchase:

@@ -29,7 +29,6 @@ from market.models import (
     Organization,
     OrgKind,
     OrgStatus,
-    Purchase,
     PurchaseSource,
     Quote,
     QuoteStatus,
@@ -47,7 +46,13 @@ from market.services.demands import (
     require_active_org,
 )
 from market.services.pagination import Page, paginate
-from market.services.purchases import add_purchase, duplicate_invoice, invoice_taken
+from market.services.purchases import (
+    PurchaseView,
+    add_purchase,
+    duplicate_invoice,
+    invoice_taken,
+    with_subsidy_preview,
+)
 from market.services.unit_of_work import commit, rollback
 from search import spec
 
@@ -188,8 +193,9 @@ def quote_withdraw(user: User, quote_id: int) -> Quote:
     return quote
 
 
-def quote_award(user: User, quote_id: int, data: dict[str, Any]) -> Purchase:
-    """The demand's buyer awards a quote: one transaction makes the purchase."""
+def quote_award(user: User, quote_id: int, data: dict[str, Any]) -> PurchaseView:
+    """The demand's buyer awards a quote: one transaction makes the purchase, answered with
+    its subsidy preview."""
     org = require_active_org(user, OrgKind.OEM, "award quotes")
     check_id(quote_id, "Quote")
     demand_id = db.session.scalar(select(Quote.demand_id).where(Quote.id == quote_id))
@@ -258,8 +264,9 @@ def quote_award(user: User, quote_id: int, data: dict[str, Any]) -> Purchase:
             created_by=user,
             quote_id=quote.id,
         )
+        view = with_subsidy_preview(purchase)
         commit()
     except IntegrityError:
         rollback()
         raise Conflict("This demand or invoice was awarded by a concurrent request.") from None
-    return purchase
+    return view

@@ -3,22 +3,25 @@
 When Elasticsearch cannot answer (down, too slow, index missing), the answer comes from the
 database backend — the same ranking spec, checked equal by the differential tests — marked
 ``"degraded": true``; with ``SEARCH_FALLBACK = False`` the request is answered 503 instead.
-Writes never involve Elasticsearch: they only commit outbox rows.
+Writes never involve Elasticsearch: they only commit outbox rows. The index may therefore lag
+behind the database (a sync waits for Elasticsearch to come back), so the index's hits are
+checked against the database: a supplier suspended or hidden since is never shown.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from flask import current_app
+from sqlalchemy import select
 
 from market.errors import NotFound, ServiceUnavailable, ValidationFailed
 from market.extensions import db
-from market.models import Demand, Role, User
+from market.models import Demand, Organization, OrgKind, OrgStatus, Role, User
 from market.services.pagination import Page
 from search import documents, search_backend, spec
 from search.backends import (
@@ -52,10 +55,12 @@ def demand_matches(user: User, demand_id: int, page: int, per_page: int) -> dict
     fact = _demand_fact(demand)
     on = today()
     result, degraded = _answer(lambda backend: backend.match(fact, on, page, per_page))
+    hits = _still_visible(result.hits)
+    total = result.total - (len(result.hits) - len(hits))
     offset = (page - 1) * per_page
     return {
-        "items": [_match_item(offset + i + 1, hit) for i, hit in enumerate(result.hits)],
-        "meta": Page([], page, per_page, result.total).meta,
+        "items": [_match_item(offset + i + 1, hit) for i, hit in enumerate(hits)],
+        "meta": Page([], page, per_page, total).meta,
         "degraded": degraded,
     }
 
@@ -77,9 +82,11 @@ def supplier_search(user: User, args: dict[str, Any]) -> dict[str, Any]:
     )
     on = today()
     result, degraded = _answer(lambda backend: backend.search(query, on, page, per_page))
+    hits = _still_visible(result.hits)
+    total = result.total - (len(result.hits) - len(hits))
     return {
-        "items": [_search_item(hit, on) for hit in result.hits],
-        "meta": Page([], page, per_page, result.total).meta,
+        "items": [_search_item(hit, on) for hit in hits],
+        "meta": Page([], page, per_page, total).meta,
         "facets": {
             name: [{"value": value, "count": count} for value, count in buckets]
             for name, buckets in result.facets.items()
@@ -124,6 +131,34 @@ def _check_window(page: int, per_page: int) -> None:
         raise ValidationFailed(
             fields={"page": [f"Only the first {MAX_RESULT_WINDOW} results can be paged through."]}
         )
+
+
+HitT = TypeVar("HitT", MatchHit, SearchHit)
+
+
+def _still_visible(hits: list[HitT]) -> list[HitT]:
+    """The hits whose supplier the database still shows (one indexed query per page).
+
+    The index lags behind the database while a sync waits (Elasticsearch down or refusing); a
+    supplier suspended or hidden meanwhile must not be returned from its stale document.
+    """
+    if not hits:
+        return hits
+    visible = _visible_suppliers({hit.document["id"] for hit in hits})
+    return [hit for hit in hits if hit.document["id"] in visible]
+
+
+def _visible_suppliers(ids: Collection[int]) -> set[int]:
+    return set(
+        db.session.scalars(
+            select(Organization.id).where(
+                Organization.id.in_(list(ids)),
+                Organization.kind == OrgKind.SUPPLIER,
+                Organization.status == OrgStatus.ACTIVE,
+                Organization.listed.is_(True),
+            )
+        )
+    )
 
 
 def _answer(run: Callable[[SearchBackend], T]) -> tuple[T, bool]:

@@ -8,14 +8,15 @@ from tests.authz.rules import Rule
 READERS = frozenset({"auditor", "admin"})
 ADMIN = frozenset({"admin"})
 
+# Exact decimals are JSON strings (a JSON number is refused with 422).
 POLICY_BODY = {
     "effective_from": "2099-01-01",
     "province_prefix": "44",
-    "max_distance_km": 200,
-    "rate": 0.01,
-    "annual_cap": 2000000.00,
+    "max_distance_km": "200",
+    "rate": "0.01",
+    "annual_cap": "2000000.00",
 }
-BASELINE_BODY = {"oem_org_id": "{oem_a}", "year": 2020, "amount": 150000.00}
+BASELINE_BODY = {"oem_org_id": "{oem_a}", "year": 2020, "amount": "150000.00"}
 
 RULES = [
     Rule("GET", "/api/v1/ledger", READERS),
