@@ -2,8 +2,8 @@
 
 The proxy sits between the code under test and a real service on 127.0.0.1 and can add latency,
 cut every connection (and refuse new ones), or accept connections and never answer. Private
-servers (a Redis of the test's own) can be killed, restarted and flushed without disturbing
-the shared services other tests use.
+servers (a Redis, a PostgreSQL cluster of the test's own) can be killed, restarted and flushed
+without disturbing the shared services other tests use.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,9 +30,17 @@ def free_port() -> int:
 
 
 def wait_until(
-    condition: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = ""
+    condition: Callable[[], Any],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+    what: str | Callable[[], str] = "",
 ) -> float:
-    """Poll ``condition`` until truthy; return the seconds it took, or fail at the deadline."""
+    """Poll ``condition`` until truthy; return the seconds it took, or fail at the deadline.
+
+    ``what`` names the wait in the failure message; a callable is called then (for logs as
+    they are at the deadline, not at the start).
+    """
     started = time.monotonic()
     deadline = started + timeout
     last_error: Exception | None = None
@@ -42,9 +51,30 @@ def wait_until(
         except Exception as exc:
             last_error = exc
         time.sleep(interval)
+    described = what() if callable(what) else what
     raise AssertionError(
-        f"timed out after {timeout}s waiting for {what or condition}: {last_error}"
+        f"timed out after {timeout}s waiting for {described or condition}: {last_error}"
     )
+
+
+def eventually(
+    produce: Callable[[], Any],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+    what: str | Callable[[], str] = "",
+) -> Any:
+    """Poll ``produce`` until it returns something truthy; return that, or fail at the deadline."""
+    found: list[Any] = []
+
+    def check() -> bool:
+        value = produce()
+        if value:
+            found.append(value)
+        return bool(value)
+
+    wait_until(check, timeout=timeout, interval=interval, what=what)
+    return found[-1]
 
 
 class FaultProxy:
@@ -76,7 +106,12 @@ class FaultProxy:
             if self._server is not None:
                 self._server.close()
             for writer in list(self._writers):
-                writer.close()
+                writer.transport.abort()
+            # Let the connection handlers end here (their sockets are gone), not be destroyed
+            # pending with the loop.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if tasks:
+                await asyncio.wait(tasks, timeout=5)
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=5)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -153,6 +188,101 @@ def fault_proxy(upstream_port: int) -> Iterator[FaultProxy]:
         yield proxy
     finally:
         proxy.stop()
+
+
+POSTGRES_BIN = Path(os.environ.get("FAULTS_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (initdb into a temporary folder, a free port),
+    so it can be crashed and restarted without touching the shared cluster.
+
+    Run as the ``postgres`` OS user when the tests run as root (PostgreSQL refuses root).
+    ``fsync`` is off to keep initdb and checkpoints fast: the faults here crash PostgreSQL's
+    processes, not the machine, so what was written to the kernel survives as in production.
+    """
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="faults-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "postgres.log"
+        self.port = free_port()
+        self._as_postgres = os.geteuid() == 0
+
+    @staticmethod
+    def available() -> bool:
+        return (POSTGRES_BIN / "initdb").exists() and (
+            os.geteuid() != 0 or shutil.which("runuser") is not None
+        )
+
+    def _run(
+        self, program: str, *args: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        command = [str(POSTGRES_BIN / program), *args]
+        if self._as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        return subprocess.run(command, capture_output=True, text=True, check=check, timeout=120)
+
+    def init(self) -> PrivatePostgres:
+        if self._as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.root}'\n"
+                "fsync = off\nfull_page_writes = off\nmax_connections = 50\n"
+            )
+        return self
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the postmaster; retried while the old one's backends still hold its memory."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self._run(
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                "30",
+                "start",
+                check=False,
+            )
+            if result.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pg_ctl start failed: {result.stderr}\n{self.log_tail()}")
+            time.sleep(0.2)
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+
+    def postmaster_pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def kill_postmaster(self) -> None:
+        """SIGKILL the postmaster, as the OOM killer would; its backends notice and exit."""
+        os.kill(self.postmaster_pid(), signal.SIGKILL)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        return self.url(name)
+
+    def log_tail(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class PrivateRedis:
