@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, text
-from sqlalchemy.orm import aliased, selectinload
+from sqlalchemy.orm import aliased
 
 from market.extensions import db
 from market.models import (
@@ -38,7 +38,7 @@ from search.backends import (
     SupplierQuery,
     sorted_buckets,
 )
-from search.documents import explain, nearest_site, supplier_document
+from search.documents import explain, load_supplier_documents, nearest_site
 
 # Bounding boxes are widened by this much so that rounding never cuts off a site at the edge;
 # the exact haversine check decides.
@@ -228,25 +228,7 @@ def _nearest_sites(
 
 def _documents(organization_ids: list[int]) -> dict[int, dict[str, Any]]:
     """The documents of these suppliers, built by the one document builder."""
-    if not organization_ids:
-        return {}
-    return {org.id: supplier_document(org) for org in load_suppliers(organization_ids)}
-
-
-def load_suppliers(organization_ids: Collection[int]) -> list[Organization]:
-    """Organizations with everything their document needs, in one round trip per relation."""
-    return list(
-        db.session.scalars(
-            select(Organization)
-            .where(Organization.id.in_(list(organization_ids)))
-            .options(
-                selectinload(Organization.sites),
-                selectinload(Organization.capabilities),
-                selectinload(Organization.certifications),
-            )
-            .order_by(Organization.id)
-        )
-    )
+    return load_supplier_documents(organization_ids)
 
 
 def _facets(scope: list[ColumnElement[bool]], today: date) -> dict[str, list[tuple[Any, int]]]:

@@ -9,12 +9,25 @@ document for the suppliers it returns, and both backends explain a hit from the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, cast
+from typing import Any, Protocol, cast
+
+from sqlalchemy import select
 
 from market import refdata
-from market.models import CertStatus, Demand, Organization, OrgKind, OrgStatus
+from market.extensions import db
+from market.models import (
+    Capability,
+    Certification,
+    CertStatus,
+    Demand,
+    Organization,
+    OrgKind,
+    OrgStatus,
+    Site,
+)
 from search import spec
 
 # Certifications without expiry are indexed with this date, so one range filter
@@ -22,12 +35,47 @@ from search import spec
 NO_EXPIRY = date(9999, 12, 31)
 
 
-def is_visible(org: Organization) -> bool:
+class SupplierSource(Protocol):
+    """What a document is built from: an :class:`Organization` with its relations loaded, or
+    the same columns read as plain rows (:func:`load_supplier_documents`, the bulk path)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def kind(self) -> OrgKind: ...
+    @property
+    def status(self) -> OrgStatus: ...
+    @property
+    def listed(self) -> bool: ...
+    @property
+    def legal_name(self) -> str: ...
+    @property
+    def english_name(self) -> str | None: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def city_code(self) -> str: ...
+    @property
+    def tier(self) -> int | None: ...
+    @property
+    def specialized(self) -> bool: ...
+    # Site-, Capability- and Certification-like rows (ORM objects or SELECT rows), in id order.
+    @property
+    def sites(self) -> Sequence[Any]: ...
+    @property
+    def capabilities(self) -> Sequence[Any]: ...
+    @property
+    def certifications(self) -> Sequence[Any]: ...
+
+
+def is_visible(org: SupplierSource) -> bool:
     """Returned by searches: an active supplier that has not hidden its profile."""
     return org.kind is OrgKind.SUPPLIER and org.status is OrgStatus.ACTIVE and bool(org.listed)
 
 
-def supplier_document(org: Organization) -> dict[str, Any]:
+def supplier_document(org: SupplierSource) -> dict[str, Any]:
     """The indexed document of a supplier (load its sites, capabilities and certifications)."""
     active_sites = [site for site in org.sites if site.active]
     capabilities = sorted({cap.category for cap in org.capabilities})
@@ -69,6 +117,101 @@ def supplier_document(org: Organization) -> dict[str, Any]:
             for cert in org.certifications
         ],
     }
+
+
+@dataclass
+class SupplierRows:
+    """An organization's columns and its related rows, read without ORM objects."""
+
+    id: int
+    version: int
+    kind: OrgKind
+    status: OrgStatus
+    listed: bool
+    legal_name: str
+    english_name: str | None
+    description: str | None
+    city_code: str
+    tier: int | None
+    specialized: bool
+    sites: list[Any] = field(default_factory=list)
+    capabilities: list[Any] = field(default_factory=list)
+    certifications: list[Any] = field(default_factory=list)
+
+
+_ORG_COLUMNS = (
+    Organization.id,
+    Organization.version,
+    Organization.kind,
+    Organization.status,
+    Organization.listed,
+    Organization.legal_name,
+    Organization.english_name,
+    Organization.description,
+    Organization.city_code,
+    Organization.tier,
+    Organization.specialized,
+)
+
+
+def load_supplier_documents(organization_ids: Collection[int]) -> dict[int, dict[str, Any]]:
+    """The documents of those of these organizations that are suppliers, by id, from four
+    plain SELECTs.
+
+    The same builder as :func:`supplier_document` on ORM objects, without building ORM objects
+    (which costs most of the time of a rebuild: ``flask search reindex`` reads every supplier).
+    """
+    ids = list(organization_ids)
+    if not ids:
+        return {}
+    orgs = {
+        row.id: SupplierRows(*row)
+        for row in db.session.execute(
+            select(*_ORG_COLUMNS)
+            .where(Organization.id.in_(ids), Organization.kind == OrgKind.SUPPLIER)
+            .order_by(Organization.id)
+        )
+    }
+    related = (
+        (
+            "sites",
+            select(
+                Site.organization_id,
+                Site.id,
+                Site.name,
+                Site.city_code,
+                Site.lat,
+                Site.lon,
+                Site.active,
+            )
+            .where(Site.organization_id.in_(ids))
+            .order_by(Site.id),
+        ),
+        (
+            "capabilities",
+            select(Capability.organization_id, Capability.category)
+            .where(Capability.organization_id.in_(ids))
+            .order_by(Capability.id),
+        ),
+        (
+            "certifications",
+            select(
+                Certification.organization_id,
+                Certification.id,
+                Certification.standard,
+                Certification.status,
+                Certification.valid_from,
+                Certification.valid_until,
+            )
+            .where(Certification.organization_id.in_(ids))
+            .order_by(Certification.id),
+        ),
+    )
+    for name, statement in related:
+        for row in db.session.execute(statement):
+            if row.organization_id in orgs:
+                getattr(orgs[row.organization_id], name).append(row)
+    return {org_id: supplier_document(org) for org_id, org in orgs.items()}
 
 
 def supplier_fact(document: dict[str, Any]) -> spec.SupplierFact:

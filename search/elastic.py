@@ -18,7 +18,6 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
 
-from market.models import OrgKind
 from search import queries, spec
 from search.backends import (
     MatchHit,
@@ -30,8 +29,7 @@ from search.backends import (
     SupplierQuery,
     sorted_buckets,
 )
-from search.database import load_suppliers
-from search.documents import explain, nearest_site, supplier_document
+from search.documents import explain, load_supplier_documents, nearest_site
 from search.mapping import INDEX_SETTINGS, MAPPING
 
 log = logging.getLogger(__name__)
@@ -170,8 +168,7 @@ class ElasticsearchBackend(SearchBackend):
         if not wanted:
             return {}
         self.ensure_index()
-        orgs = load_suppliers(wanted)
-        documents = [supplier_document(org) for org in orgs if org.kind is OrgKind.SUPPLIER]
+        documents = list(load_supplier_documents(wanted).values())
         gone = wanted - {doc["id"] for doc in documents}
         return self.write_documents(documents, deletions=gone)
 

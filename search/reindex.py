@@ -16,11 +16,10 @@ from typing import Any
 
 from elasticsearch import helpers
 from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
 
 from market.extensions import db
 from market.models import Organization, OrgKind
-from search.documents import supplier_document
+from search.documents import load_supplier_documents
 from search.elastic import ElasticsearchBackend
 
 log = logging.getLogger(__name__)
@@ -50,41 +49,36 @@ def supplier_count() -> int:
     )
 
 
-def _suppliers_in_batches(batch_size: int) -> Iterator[Organization]:
-    """Every supplier, read in id order a batch at a time (keyset, not OFFSET)."""
+def _supplier_id_batches(batch_size: int) -> Iterator[list[int]]:
+    """Every supplier's id, in id order, a batch at a time (keyset, not OFFSET)."""
     last_id = 0
     while True:
         batch = list(
             db.session.scalars(
-                select(Organization)
+                select(Organization.id)
                 .where(Organization.kind == OrgKind.SUPPLIER, Organization.id > last_id)
                 .order_by(Organization.id)
                 .limit(batch_size)
-                .options(
-                    selectinload(Organization.sites),
-                    selectinload(Organization.capabilities),
-                    selectinload(Organization.certifications),
-                )
             )
         )
         if not batch:
             return
-        yield from batch
-        last_id = batch[-1].id
+        yield batch
+        last_id = batch[-1]
 
 
 def _actions(index: str, batch_size: int, written: dict[int, int]) -> Iterator[dict[str, Any]]:
-    for org in _suppliers_in_batches(batch_size):
-        document = supplier_document(org)
-        written[org.id] = org.version
-        yield {
-            "_op_type": "index",
-            "_index": index,
-            "_id": str(org.id),
-            "version": org.version,
-            "version_type": "external",
-            "_source": document,
-        }
+    for ids in _supplier_id_batches(batch_size):
+        for org_id, document in load_supplier_documents(ids).items():
+            written[org_id] = document["version"]
+            yield {
+                "_op_type": "index",
+                "_index": index,
+                "_id": str(org_id),
+                "version": document["version"],
+                "version_type": "external",
+                "_source": document,
+            }
 
 
 def reindex(
