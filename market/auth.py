@@ -34,6 +34,7 @@ from limits.errors import StorageError
 from limits.strategies import RateLimiter
 from redis.exceptions import RedisError
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from market import passwords
 from market.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
@@ -103,8 +104,11 @@ def load_user_from_bearer(req: Any) -> User | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
+    # One round trip for the token, its user and the user's organization (checked next).
     row = db.session.scalar(
-        select(ApiToken).where(ApiToken.token_hash == hash_api_token(token.strip()))
+        select(ApiToken)
+        .where(ApiToken.token_hash == hash_api_token(token.strip()))
+        .options(joinedload(ApiToken.user).joinedload(User.organization))
     )
     now = datetime.now(UTC)
     if row is None or row.revoked_at is not None or (row.expires_at and row.expires_at <= now):

@@ -8,13 +8,17 @@ re-reading the suppliers changed since the rebuild started (external versions ma
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from elasticsearch import helpers
+from elasticsearch import ApiError, TransportError
 from sqlalchemy import func, select
 
 from market.extensions import db
@@ -26,6 +30,9 @@ log = logging.getLogger(__name__)
 
 # Transactions that committed just after the rebuild started may carry an earlier updated_at.
 CATCH_UP_MARGIN = timedelta(minutes=2)
+# Bulk requests in flight while the next body is being built.
+SENDERS = 2
+SEND_RETRIES = 3
 
 
 class ReindexFailed(Exception):
@@ -67,18 +74,45 @@ def _supplier_id_batches(batch_size: int) -> Iterator[list[int]]:
         last_id = batch[-1]
 
 
-def _actions(index: str, batch_size: int, written: dict[int, int]) -> Iterator[dict[str, Any]]:
+def _bodies(index: str, batch_size: int, written: dict[int, int]) -> Iterator[tuple[bytes, int]]:
+    """Bulk bodies of ``batch_size`` documents (NDJSON, serialised here) and their counts."""
     for ids in _supplier_id_batches(batch_size):
+        lines: list[str] = []
         for org_id, document in load_supplier_documents(ids).items():
             written[org_id] = document["version"]
-            yield {
-                "_op_type": "index",
-                "_index": index,
+            action = {
                 "_id": str(org_id),
                 "version": document["version"],
                 "version_type": "external",
-                "_source": document,
             }
+            lines.append(json.dumps({"index": {"_index": index, **action}}))
+            lines.append(json.dumps(document, ensure_ascii=False))
+        if lines:
+            yield ("\n".join(lines) + "\n").encode(), len(lines) // 2
+
+
+def _send(backend: ElasticsearchBackend, body: bytes) -> list[dict[str, Any]]:
+    """Post one bulk body; the failed items. A refused request (429, e.g. a full write queue)
+    or a dropped connection is retried with back-off; the index is fresh, so resending is
+    harmless (same ids, same external versions)."""
+    for attempt in range(1 + SEND_RETRIES):
+        try:
+            answer = backend.client.bulk(operations=cast(Any, body))  # bytes go out as they are
+        except (ApiError, TransportError) as exc:
+            status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
+            if attempt == SEND_RETRIES or (isinstance(exc, ApiError) and status != 429):
+                raise
+            time.sleep(2**attempt)
+            continue
+        if not answer["errors"]:
+            return []
+        failed = [next(iter(item.values())) for item in answer["items"]]
+        failed = [item for item in failed if item.get("status", 500) >= 300]
+        if attempt < SEND_RETRIES and all(item.get("status") == 429 for item in failed):
+            time.sleep(2**attempt)  # the whole body again: items that were written answer 409
+            continue
+        return [item for item in failed if item.get("status") != 409]
+    raise AssertionError("unreachable")
 
 
 def reindex(
@@ -94,22 +128,18 @@ def reindex(
     result = ReindexResult(index=index)
     written: dict[int, int] = {}  # organization id → the version that went into the new index
     try:
+        # Reading and serialising (this thread) overlaps with Elasticsearch indexing the
+        # previous bodies (the sender threads wait on the network): together, not one after
+        # the other. At most SENDERS + 1 bodies are held in memory.
         failures: list[dict[str, Any]] = []
-        for ok, item in helpers.streaming_bulk(
-            backend.client,
-            _actions(index, batch_size, written),
-            chunk_size=batch_size,
-            raise_on_error=False,
-            raise_on_exception=False,
-            max_retries=3,
-            initial_backoff=1,
-        ):
-            if ok:
-                result.indexed += 1
-            else:
-                failures.append(item)
-            if progress is not None:
-                progress(1)
+        with ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="reindex") as pool:
+            in_flight: deque[tuple[Future[list[dict[str, Any]]], int]] = deque()
+            for body, count in _bodies(index, batch_size, written):
+                in_flight.append((pool.submit(_send, backend, body), count))
+                while len(in_flight) > SENDERS:
+                    result.indexed += _collect(*in_flight.popleft(), failures, progress)
+            while in_flight:
+                result.indexed += _collect(*in_flight.popleft(), failures, progress)
         if failures:
             raise ReindexFailed(f"{len(failures)} documents failed, e.g. {failures[0]}")
         backend.finish_loading(index)
@@ -125,6 +155,19 @@ def reindex(
         extra={"index": index, "indexed": result.indexed, "caught_up": result.caught_up},
     )
     return result
+
+
+def _collect(
+    sent: Future[list[dict[str, Any]]],
+    count: int,
+    failures: list[dict[str, Any]],
+    progress: Callable[[int], None] | None,
+) -> int:
+    failed = sent.result()
+    failures.extend(failed)
+    if progress is not None:
+        progress(count)
+    return count - len(failed)
 
 
 def _catch_up(backend: ElasticsearchBackend, since: datetime, written: dict[int, int]) -> int:

@@ -29,7 +29,7 @@ from market.models import (
 from market.services.unit_of_work import commit, emit
 from search import search_backend
 from search.elastic import ElasticsearchBackend
-from search.reindex import reindex
+from search.reindex import ReindexFailed, reindex
 from search.sync import reconcile, sync_pending
 from tests import factories
 from tests.conftest import RUN_ID, make_test_app
@@ -187,6 +187,26 @@ def test_reindex_swaps_the_alias_and_searches_never_stop(es_app):
     assert second.removed_indices == [first.index]
     assert not backend.client.indices.exists(index=first.index)
     assert backend.count() == 2
+    assert matched_ids(es_app, market) == market["ids"]
+
+
+@pytest.mark.elasticsearch
+def test_a_reindex_with_a_refused_document_keeps_the_old_index(es_app):
+    backend = elastic()
+    market = make_market()
+    first = reindex(backend)
+    # A site the geo_point field refuses (written around the API, which validates coordinates).
+    broken = factories.make_org(tier=1)
+    factories.make_site(broken, at=(95.0, PLANT[1]))
+    commit()
+
+    with pytest.raises(ReindexFailed, match="1 documents failed"):
+        reindex(backend, batch_size=1)
+
+    assert backend.alias_targets() == [first.index]
+    assert [name for name in backend.client.indices.get(index=backend.alias + "-*")] == [
+        first.index
+    ]
     assert matched_ids(es_app, market) == market["ids"]
 
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from market.errors import NotFound, ServiceUnavailable, ValidationFailed
 from market.extensions import db
@@ -99,7 +100,11 @@ def supplier_search(user: User, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _readable_demand(user: User, demand_id: int) -> Demand:
-    demand = db.session.get(Demand, demand_id) if 0 < demand_id <= _MAX_ID else None
+    demand = (
+        db.session.get(Demand, demand_id, options=[joinedload(Demand.plant)])
+        if 0 < demand_id <= _MAX_ID
+        else None
+    )
     if demand is None:
         raise NotFound("Demand not found.")
     if user.role in {Role.ADMIN, Role.AUDITOR}:
