@@ -11,13 +11,14 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import case, func, select, text
 
 from market.extensions import db
 from market.models import (
     DeclaredBaseline,
     EntryKind,
     LedgerEntry,
+    LedgerTotal,
     OrgKind,
     PurchaseStatus,
     SubsidyPolicy,
@@ -460,6 +461,51 @@ def test_append_builds_a_verifiable_chain(world):
     assert {e.policy_version for e in entries} == {1}
     report = ledger.verify_chain()
     assert (report.ok, report.entries, report.head_hash) == (True, 4, entries[-1].entry_hash)
+
+
+def test_the_totals_table_follows_the_entries_in_every_batch(world):
+    buy = world["buy"]
+    first = [buy("300.00", "2025-12-31"), buy("200.00", "2026-01-01")]
+    ledger.acquire_ledger_lock()
+    ledger.append_entries([LedgerRequest(p.id, EntryKind.RECORD) for p in first])
+    later = buy("150.00", "2026-01-03")
+    far = buy("999.00", "2026-01-04", site=world["far_site"])
+    cancelled = first[1]
+    cancelled.status = PurchaseStatus.CANCELLED
+    db.session.flush()
+    ledger.append_entries(
+        [
+            LedgerRequest(later.id, EntryKind.RECORD),
+            LedgerRequest(far.id, EntryKind.RECORD),
+            LedgerRequest(cancelled.id, EntryKind.REVERSAL),
+        ]
+    )
+    near = func.sum(case((LedgerEntry.near_shore.is_(True), LedgerEntry.amount), else_=D("0")))
+    sums = {
+        (row.oem_org_id, row.year): (row.near, row.subsidy)
+        for row in db.session.execute(
+            select(
+                LedgerEntry.oem_org_id,
+                LedgerEntry.year,
+                near.label("near"),
+                func.sum(LedgerEntry.subsidy).label("subsidy"),
+            ).group_by(LedgerEntry.oem_org_id, LedgerEntry.year)
+        )
+    }
+    totals = {
+        (t.oem_org_id, t.year): (t.near_shore_total, t.subsidy_total)
+        for t in db.session.scalars(select(LedgerTotal))
+    }
+    oem = world["oem"].id
+    assert totals == sums
+    assert totals == {
+        (oem, 2025): (D("300.00"), D("3.00")),
+        # 200 then 150 against a baseline of 300: 50 new (0.50); the 200 reversed, 0 back.
+        (oem, 2026): (D("150.00"), D("0.50")),
+    }
+    # The preview reads these rows: the next near purchase of 2026 starts from 150.00.
+    preview = subsidy.preview_for_purchase(buy("10.00", "2026-02-01"))
+    assert preview.near_shore_total_before == D("150.00")
 
 
 def test_a_purchase_is_recorded_once_whatever_the_number_of_requests(world):

@@ -116,21 +116,23 @@ def job_id_for(event_id: int) -> str:
 # --- publishing --------------------------------------------------------------------------------
 
 
-def publish(event_ids: list[int]) -> None:
+def publish(event_ids: list[int], topics: Mapping[int, OutboxTopic] | None = None) -> None:
     """After commit: one drain per batch handler concerned, one job per other row.
 
-    Never raises: the rows are committed, and whatever is not enqueued now the sweeper will.
+    ``topics`` (id → topic) saves reading them back when the caller knows them. Never raises:
+    the rows are committed, and whatever is not enqueued now the sweeper will.
     """
     if not event_ids:
         return
     try:
         _load_handlers()
-        topics: dict[int, OutboxTopic] = {
-            event_id: topic
-            for event_id, topic in db.session.execute(
-                select(OutboxEvent.id, OutboxEvent.topic).where(OutboxEvent.id.in_(event_ids))
-            )
-        }
+        if topics is None:
+            topics = {
+                event_id: topic
+                for event_id, topic in db.session.execute(
+                    select(OutboxEvent.id, OutboxEvent.topic).where(OutboxEvent.id.in_(event_ids))
+                )
+            }
     except Exception as exc:
         db.session.rollback()
         log.warning(

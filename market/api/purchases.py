@@ -45,17 +45,14 @@ class Purchases(MethodView):
     @blp.alt_response(403, description="Not a buyer of an active (verified) OEM organization")
     @blp.alt_response(409, description="This supplier's invoice is already recorded")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER_DOC])
-    def post(self, data: dict[str, Any]) -> PurchaseView | Response:
+    def post(self, data: dict[str, Any]) -> Response:
         """Record an off-platform purchase; the answer previews its subsidy effect.
 
         Send an Idempotency-Key to make retries safe.
         """
-        result = purchases.record_purchase(
+        return purchases.record_purchase(
             actor(), data, idempotency_key=request.headers.get(idempotency.HEADER)
-        )
-        if isinstance(result, idempotency.StoredResponse):
-            return result.to_response()
-        return result
+        ).to_response()
 
     @allow(Role.BUYER, Role.SUPPLIER, Role.AUDITOR, Role.ADMIN)
     @blp.arguments(PurchaseQuerySchema, location="query", unknown=RAISE)

@@ -9,7 +9,13 @@ from market.models.accounts import (
     SecurityEvent,
     User,
 )
-from market.models.ledger import DeclaredBaseline, EntryKind, LedgerEntry, SubsidyPolicy
+from market.models.ledger import (
+    DeclaredBaseline,
+    EntryKind,
+    LedgerEntry,
+    LedgerTotal,
+    SubsidyPolicy,
+)
 from market.models.marketplace import (
     Demand,
     DemandState,
@@ -35,6 +41,7 @@ __all__ = [
     "EntryKind",
     "IdempotencyRecord",
     "LedgerEntry",
+    "LedgerTotal",
     "Notification",
     "NotificationKind",
     "OrgKind",

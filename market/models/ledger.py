@@ -60,7 +60,14 @@ class LedgerEntry(Model):
     __tablename__ = "ledger_entries"
     __table_args__ = (
         UniqueConstraint("purchase_id", "kind"),
-        Index("ix_ledger_entries_oem_year", "oem_org_id", "year"),
+        # Covering on PostgreSQL: a year's totals (every subsidy preview and ledger batch
+        # reads them) come from an index-only scan, without visiting the table.
+        Index(
+            "ix_ledger_entries_oem_year",
+            "oem_org_id",
+            "year",
+            postgresql_include=["near_shore", "amount", "subsidy"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -86,3 +93,21 @@ class LedgerEntry(Model):
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
 
     purchase = relationship("Purchase")
+
+
+class LedgerTotal(Model):
+    """An OEM's near-shore and subsidy totals for a year, as of the ledger's last entry.
+
+    Written by the ledger worker in the transaction that appends the entries (under the ledger
+    lock), so it always equals the sums over ``ledger_entries``; subsidy previews read it instead
+    of summing a year of entries on every request. The entries stay the record: the worker
+    computes new entries from their sums, never from this table.
+    """
+
+    __tablename__ = "ledger_totals"
+
+    oem_org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    year: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    near_shore_total: Mapped[Decimal]
+    subsidy_total: Mapped[Decimal]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -47,15 +47,18 @@ class IdempotentRequest:
 
 @dataclass(frozen=True)
 class StoredResponse:
-    """The response first given to a key, to be sent again as it was."""
+    """The response first given to a key, to be sent again as it was (``replayed``), or a
+    response serialised before the commit and sent as it is (not a replay)."""
 
     status: int
     body: dict[str, Any]
+    replayed: bool = True
 
     def to_response(self) -> Response:
         response = jsonify(self.body)
         response.status_code = self.status
-        response.headers[REPLAY_HEADER] = "true"
+        if self.replayed:
+            response.headers[REPLAY_HEADER] = "true"
         return response
 
 

@@ -40,6 +40,7 @@ from market.models import (
     DeclaredBaseline,
     EntryKind,
     LedgerEntry,
+    LedgerTotal,
     Organization,
     OutboxEvent,
     OutboxStatus,
@@ -479,24 +480,41 @@ def _existing_entries(purchase_ids: Sequence[int]) -> dict[tuple[int, EntryKind]
     return found
 
 
-def load_book(keys: set[Key], *, seed_policy: bool = False) -> LedgerBook:
-    """A book holding the current totals of ``keys`` and of the years before them."""
+def load_book(
+    keys: set[Key], *, seed_policy: bool = False, from_totals: bool = False
+) -> LedgerBook:
+    """A book holding the current totals of ``keys`` and of the years before them.
+
+    The ledger worker sums the entries themselves (the record); ``from_totals`` reads the
+    ``ledger_totals`` rows it keeps beside them instead (one row per key rather than a year
+    of entries: what a subsidy preview on every purchase can afford).
+    """
     oems = {oem for oem, _ in keys}
     years = {year for _, year in keys} | {year - 1 for _, year in keys}
     book = LedgerBook(policies=load_policy_terms(seed=seed_policy))
     if not oems:
         return book
-    near = func.sum(case((LedgerEntry.near_shore.is_(True), LedgerEntry.amount), else_=ZERO))
-    rows = db.session.execute(
-        select(
-            LedgerEntry.oem_org_id,
-            LedgerEntry.year,
-            near.label("near"),
-            func.sum(LedgerEntry.subsidy).label("subsidy"),
+    if from_totals:
+        rows = db.session.execute(
+            select(
+                LedgerTotal.oem_org_id,
+                LedgerTotal.year,
+                LedgerTotal.near_shore_total.label("near"),
+                LedgerTotal.subsidy_total.label("subsidy"),
+            ).where(LedgerTotal.oem_org_id.in_(oems), LedgerTotal.year.in_(years))
         )
-        .where(LedgerEntry.oem_org_id.in_(oems), LedgerEntry.year.in_(years))
-        .group_by(LedgerEntry.oem_org_id, LedgerEntry.year)
-    )
+    else:
+        near = func.sum(case((LedgerEntry.near_shore.is_(True), LedgerEntry.amount), else_=ZERO))
+        rows = db.session.execute(
+            select(
+                LedgerEntry.oem_org_id,
+                LedgerEntry.year,
+                near.label("near"),
+                func.sum(LedgerEntry.subsidy).label("subsidy"),
+            )
+            .where(LedgerEntry.oem_org_id.in_(oems), LedgerEntry.year.in_(years))
+            .group_by(LedgerEntry.oem_org_id, LedgerEntry.year)
+        )
     for row in rows:
         key = (row.oem_org_id, row.year)
         book.near_shore_totals[key] = _money(row.near or ZERO)
@@ -565,7 +583,30 @@ def append_entries(requests: Sequence[LedgerRequest]) -> list[AppendOutcome]:
     if rows:
         # Core executemany (the table's column types still convert the values).
         db.session.execute(insert(cast(Table, LedgerEntry.__table__)), rows)
+        _store_totals(book, {(row["oem_org_id"], row["year"]) for row in rows})
     return outcomes
+
+
+def _store_totals(book: LedgerBook, keys: set[Key]) -> None:
+    """Write the book's totals of ``keys`` to ``ledger_totals`` (same transaction as the
+    entries; the ledger lock is held, so nobody else writes these rows meanwhile)."""
+    stored = {
+        (row.oem_org_id, row.year): row
+        for row in db.session.scalars(
+            select(LedgerTotal).where(
+                LedgerTotal.oem_org_id.in_({oem for oem, _ in keys}),
+                LedgerTotal.year.in_({year for _, year in keys}),
+            )
+        )
+    }
+    for key in sorted(keys):
+        row = stored.get(key)
+        if row is None:
+            row = LedgerTotal(oem_org_id=key[0], year=key[1])
+            db.session.add(row)
+        row.near_shore_total = book.near_shore_total(*key)
+        row.subsidy_total = book.subsidy_granted(*key)
+    db.session.flush()
 
 
 def record_purchase(purchase_id: int) -> AppendOutcome:

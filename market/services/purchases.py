@@ -181,9 +181,13 @@ def visible_purchases(user: User) -> ColumnElement[bool]:
 
 def record_purchase(
     user: User, data: dict[str, Any], idempotency_key: str | None = None
-) -> PurchaseView | idempotency.StoredResponse:
+) -> idempotency.StoredResponse:
     """A buyer records an off-platform purchase, answered with its subsidy preview; a repeated
-    Idempotency-Key replays the first answer (preview included, as it was computed then)."""
+    Idempotency-Key replays the first answer (preview included, as it was computed then).
+
+    The answer is serialised once, before the commit, and sent as it is: serialising it again
+    after the commit would reload the purchase and both organizations (three more queries).
+    """
     org = require_active_org(user, OrgKind.OEM, "record purchases")
     request = idempotency.idempotent_request(user, RECORD_ENDPOINT, idempotency_key, data)
     if request and (stored := idempotency.find_replay(request)):
@@ -228,9 +232,9 @@ def record_purchase(
             source=PurchaseSource.DIRECT,
             created_by=user,
         )
-        view = with_subsidy_preview(purchase)
+        body = PurchaseRecordedSchema().dump(with_subsidy_preview(purchase))
         if request:
-            idempotency.remember(request, 201, PurchaseRecordedSchema().dump(view))
+            idempotency.remember(request, 201, body)
         commit()
     except IntegrityError:
         # A concurrent twin committed first (same key, or the same invoice).
@@ -238,7 +242,7 @@ def record_purchase(
         if request and (stored := idempotency.find_replay(request)):
             return stored
         raise duplicate_invoice() from None
-    return view
+    return idempotency.StoredResponse(201, body, replayed=False)
 
 
 def purchase_get(user: User, purchase_id: int) -> PurchaseView:

@@ -69,7 +69,7 @@ def preview_purchase(
         amount=Decimal(amount),
         purchased_on=purchased_on,
     )
-    entry = load_book({(oem_org_id, purchased_on.year)}).evaluate(fact)
+    entry = load_book({(oem_org_id, purchased_on.year)}, from_totals=True).evaluate(fact)
     if entry.near_shore and entry.increment:
         message = (
             f"adds {_yuan(entry.increment)} of new near-shore purchasing "

@@ -29,15 +29,15 @@ def commit() -> None:
     events: list[OutboxEvent] = session.info.pop(_PENDING_KEY, [])
     try:
         session.flush()
-        event_ids = [event.id for event in events]
+        topics = {event.id: event.topic for event in events}  # read before commit expires them
         session.commit()
     except BaseException:
         session.rollback()
         raise
-    if event_ids:
+    if topics:
         from workers.outbox import publish
 
-        publish(event_ids)
+        publish(list(topics), topics)
 
 
 def rollback() -> None:
