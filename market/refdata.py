@@ -74,8 +74,13 @@ def categories() -> dict[str, Category]:
 
 def category_ancestors(slug: str) -> list[str]:
     """The slug and every ancestor: ``a.b.c`` → ``["a", "a.b", "a.b.c"]``."""
+    return list(_ancestors(slug))
+
+
+@cache  # a few hundred slugs at most
+def _ancestors(slug: str) -> tuple[str, ...]:
     parts = slug.split(".")
-    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+    return tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
 
 
 def taxonomy_tree() -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from market.extensions import db
 from market.models import Organization, OrgKind
-from search.documents import load_supplier_documents
+from search.documents import load_supplier_documents_between
 from search.elastic import ElasticsearchBackend
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def _bodies(index: str, batch_size: int, written: dict[int, int]) -> Iterator[tu
     """Bulk bodies of ``batch_size`` documents (NDJSON, serialised here) and their counts."""
     for ids in _supplier_id_batches(batch_size):
         lines: list[str] = []
-        for org_id, document in load_supplier_documents(ids).items():
+        for org_id, document in load_supplier_documents_between(ids[0], ids[-1]).items():
             written[org_id] = document["version"]
             action = {
                 "_id": str(org_id),
