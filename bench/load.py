@@ -101,35 +101,48 @@ class _Connection:
         self.reader = self.writer = None
 
 
+@dataclass
+class _Tally:
+    """Latencies of the answered requests, statuses and transport errors of one load run."""
+
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+
+    async def send(self, connection: _Connection, request: Request) -> bool:
+        """Send and count; False (and the connection closed) if the transport failed."""
+        started = time.perf_counter()
+        try:
+            status, _ = await connection.send(request)
+        except (OSError, ConnectionError, asyncio.IncompleteReadError):
+            self.errors += 1
+            connection.close()
+            return False
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status < 400:
+            self.latencies.append(time.perf_counter() - started)
+        return True
+
+    def result(self, seconds: float) -> LoadResult:
+        return LoadResult(self.latencies, seconds, self.statuses, self.errors)
+
+
 async def _closed_loop(
     host: str, port: int, make: Callable[[int], Request], concurrency: int, seconds: float
 ) -> LoadResult:
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    errors = 0
+    tally = _Tally()
     counter = iter(range(10**9))
     deadline = time.perf_counter() + seconds
 
     async def client() -> None:
-        nonlocal errors
         connection = _Connection(host, port)
         while time.perf_counter() < deadline:
-            request = make(next(counter))
-            started = time.perf_counter()
-            try:
-                status, _ = await connection.send(request)
-            except (OSError, ConnectionError, asyncio.IncompleteReadError):
-                errors += 1
-                connection.close()
-                continue
-            statuses[status] = statuses.get(status, 0) + 1
-            if status < 400:
-                latencies.append(time.perf_counter() - started)
+            await tally.send(connection, make(next(counter)))
         connection.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    return LoadResult(latencies, time.perf_counter() - started, statuses, errors)
+    return tally.result(time.perf_counter() - started)
 
 
 def closed_loop(
@@ -148,28 +161,15 @@ async def _open_loop(
     seconds: float,
     max_connections: int,
 ) -> LoadResult:
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    errors = 0
+    tally = _Tally()
     idle: list[_Connection] = []
-    opened = 0
     slots = asyncio.Semaphore(max_connections)
 
     async def one(index: int) -> None:
-        nonlocal errors, opened
         async with slots:
             connection = idle.pop() if idle else _Connection(host, port)
-            started = time.perf_counter()
-            try:
-                status, _ = await connection.send(make(index))
-            except (OSError, ConnectionError, asyncio.IncompleteReadError):
-                errors += 1
-                connection.close()
-                return
-            statuses[status] = statuses.get(status, 0) + 1
-            if status < 400:
-                latencies.append(time.perf_counter() - started)
-            idle.append(connection)
+            if await tally.send(connection, make(index)):
+                idle.append(connection)
 
     started = time.perf_counter()
     tasks = []
@@ -183,7 +183,7 @@ async def _open_loop(
     await asyncio.gather(*tasks)
     for connection in idle:
         connection.close()
-    return LoadResult(latencies, time.perf_counter() - started, statuses, errors)
+    return tally.result(time.perf_counter() - started)
 
 
 def open_loop(

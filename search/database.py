@@ -74,7 +74,7 @@ class DatabaseSearchBackend(SearchBackend):
             ranked.append((-score, distance, org_id))
         ranked.sort()
         window = ranked[(page - 1) * per_page : page * per_page]
-        documents = _documents([org_id for _, _, org_id in window])
+        documents = load_supplier_documents([org_id for _, _, org_id in window])
         hits = []
         for _, _, org_id in window:
             document = documents[org_id]
@@ -110,7 +110,7 @@ class DatabaseSearchBackend(SearchBackend):
                 )
             )
             facet_scope = conditions
-        documents = _documents(page_ids)
+        documents = load_supplier_documents(page_ids)
         hits = []
         for org_id in page_ids:
             document = documents[org_id]
@@ -224,11 +224,6 @@ def _nearest_sites(
         if distance <= radius_km and (org_id not in nearest or distance < nearest[org_id][0]):
             nearest[org_id] = (distance, tier)
     return nearest
-
-
-def _documents(organization_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """The documents of these suppliers, built by the one document builder."""
-    return load_supplier_documents(organization_ids)
 
 
 def _facets(scope: list[ColumnElement[bool]], today: date) -> dict[str, list[tuple[Any, int]]]:

@@ -48,6 +48,7 @@ from market.services import ledger
 from tests import factories
 from tests.conftest import RUN_ID, _empty_all_tables, make_test_app
 from tests.factories import GUANGZHOU, SHANTOU, SHENZHEN
+from tests.faults.harness import work_horse_of
 from workers import outbox
 from workers.queue import enqueue, jobs
 from workers.scheduler import warn_expiring_certifications
@@ -419,31 +420,6 @@ def test_ten_deliveries_to_two_workers_make_one_entry(live):
         if '"drained outbox rows"' in line
     ]
     assert drained and all(entry["job_id"].startswith(f"{RUN_ID}-dup-") for entry in drained)
-
-
-def _children(pid: int) -> list[int]:
-    children = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            children.append(int(entry))
-    return children
-
-
-def work_horse_of(worker_pid: int) -> int | None:
-    """RQ forks a horse per job and makes it a process-group leader (unlike its scheduler)."""
-    for child in _children(worker_pid):
-        try:
-            if os.getpgid(child) == child:
-                return child
-        except ProcessLookupError:
-            continue
-    return None
 
 
 def sessions(connection: Any) -> str:
