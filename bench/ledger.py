@@ -233,8 +233,8 @@ def add_backlog(world: World, who: Buyer, count: int, tag: str) -> list[int]:
     """``count`` purchases with pending outbox rows, added with the product's ``add_purchase``
     and committed ``BATCH`` at a time; the job queues are emptied afterwards."""
     from market.extensions import db
-    from market.models import PurchaseSource, User
-    from market.services.purchases import add_purchase
+    from market.models import Confirmation, PurchaseParty, PurchaseSource, Site, User
+    from market.services.purchases import add_purchase, confirm_purchase
     from market.services.unit_of_work import commit
 
     ids: list[int] = []
@@ -244,11 +244,14 @@ def add_backlog(world: World, who: Buyer, count: int, tag: str) -> list[int]:
         assert user is not None
         for index in range(count):
             supplier, site = who.sites[index % len(who.sites)]
+            supplier_site = db.session.get(Site, site)
+            plant = db.session.get(Site, who.plants[index % len(who.plants)])
+            assert supplier_site is not None and plant is not None
             purchase = add_purchase(
                 oem_org_id=who.org_id,
                 supplier_org_id=supplier,
-                supplier_site_id=site,
-                plant_id=who.plants[index % len(who.plants)],
+                supplier_site=supplier_site,
+                plant=plant,
                 category=who.categories[index % len(who.categories)],
                 amount=Decimal(amount_of(index)),
                 purchased_on=day,
@@ -256,7 +259,11 @@ def add_backlog(world: World, who: Buyer, count: int, tag: str) -> list[int]:
                 po_number=None,
                 source=PurchaseSource.DIRECT,
                 created_by=user,
+                created_by_party=PurchaseParty.OEM,
             )
+            # The supplier's confirmation, as if it had confirmed at once (the ledger counts
+            # confirmed purchases only).
+            confirm_purchase(purchase, by=None, confirmation=Confirmation.COUNTERPARTY)
             ids.append(purchase.id)
             if len(ids) % BATCH == 0 or index == count - 1:
                 commit()

@@ -12,6 +12,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, registry
 from sqlalchemy.types import TypeDecorator
 
+from market import clock
+
 CENT = Decimal("0.01")
 
 NAMING_CONVENTION = {
@@ -24,7 +26,8 @@ NAMING_CONVENTION = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The current instant in UTC (the one clock lives in ``market.clock``)."""
+    return clock.utcnow()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -10,19 +10,23 @@ from typing import Any
 
 from market import uscc
 from market.auth import hash_api_token
+from market.clock import business_today
 from market.extensions import db
 from market.models import (
     ApiToken,
     Capability,
     Certification,
     CertStatus,
+    Confirmation,
     Demand,
     DemandState,
     Organization,
     OrgKind,
     OrgStatus,
     Purchase,
+    PurchaseParty,
     PurchaseSource,
+    PurchaseStatus,
     Role,
     Site,
     SiteKind,
@@ -202,10 +206,21 @@ def make_purchase(
         "supplier_site": supplier_site,
         "category": "chassis.braking.foundation",
         "amount": Decimal(amount),
-        "purchased_on": purchased_on or date.today(),
+        "purchased_on": purchased_on or business_today(),
         "invoice_number": f"INV-{next(_counter):08d}",
         "po_number": f"PO-{next(_counter):06d}",
         "source": PurchaseSource.DIRECT,
+        # Confirmed by the supplier unless a test says otherwise (the ledger counts only these).
+        "status": PurchaseStatus.CONFIRMED,
+        "confirmation": Confirmation.COUNTERPARTY,
+        "created_by_party": PurchaseParty.OEM,
+        # The frozen facts, as the service copies them.
+        "site_city_code": supplier_site.city_code,
+        "site_lat": supplier_site.lat,
+        "site_lon": supplier_site.lon,
+        "plant_city_code": plant.city_code,
+        "plant_lat": plant.lat,
+        "plant_lon": plant.lon,
     }
     defaults.update(fields)
     return _add(Purchase(**defaults))  # type: ignore[no-any-return]

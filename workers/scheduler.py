@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from flask import Flask
@@ -29,6 +29,7 @@ from redis import Redis
 from rq.cron import CronScheduler
 from sqlalchemy import select
 
+from market.clock import business_today
 from market.extensions import db
 from market.models import (
     Certification,
@@ -71,7 +72,7 @@ def warn_expiring_certifications(today: date | None = None) -> dict[str, int]:
     A certification ``d`` days from its last valid day gets the notice of the smallest of
     90/60/30 that is ≥ d (one missed run never sends a stale "90 days" notice at 45 days).
     """
-    today = today or datetime.now(UTC).date()
+    today = today or business_today()
     session = db.session
     certs = list(
         session.scalars(

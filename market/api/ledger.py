@@ -10,9 +10,11 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 
+from market import ledger
 from market.api.pagination import page_of
+from market.clock import business_year
 from market.models import Role
-from market.permissions import actor, allow
+from market.permissions import actor, allow, require_active_organization
 from market.schemas.ledger import (
     BaselineCreateSchema,
     BaselineListSchema,
@@ -21,6 +23,7 @@ from market.schemas.ledger import (
     ChainReportSchema,
     LedgerEntrySchema,
     LedgerQuerySchema,
+    OemPositionSchema,
     OutboxEventSchema,
     OutboxQuerySchema,
     PolicyCreateSchema,
@@ -29,7 +32,7 @@ from market.schemas.ledger import (
     SummaryQuerySchema,
     SummarySchema,
 )
-from market.services import ledger, policies
+from market.services import policies
 from workers import outbox
 
 blp = Blueprint(
@@ -81,12 +84,30 @@ def ledger_entries(args: dict[str, Any]) -> Any:
 
 
 @blp.route("/ledger/summary")
-@allow(*READERS)
+@allow(Role.BUYER, *READERS)
 @blp.arguments(SummaryQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, SummarySchema)
 def ledger_summary(args: dict[str, Any]) -> dict[str, Any]:
-    """Per OEM for a year: near-shore total, baseline, increment, subsidy, whether capped."""
-    return ledger.ledger_summary(args["year"], oem=args.get("oem"))
+    """Per OEM for a year: T, B, I*, S*, held, cap (buyers: their own organization only).
+
+    The year defaults to the current business year (Asia/Shanghai).
+    """
+    user = actor()
+    oem = user.organization_id if user.role is Role.BUYER else args.get("oem")
+    return ledger.ledger_summary(args.get("year") or business_year(), oem=oem)
+
+
+@blp.route("/ledger/position")
+@allow(Role.BUYER)
+@blp.arguments(SummaryQuerySchema, location="query", unknown=RAISE)
+@blp.response(200, OemPositionSchema)
+def ledger_position(args: dict[str, Any]) -> dict[str, Any]:
+    """Your organization's position in a year: T, B, I*, S*, held, cap left.
+
+    The year defaults to the current business year (Asia/Shanghai); `oem` is ignored.
+    """
+    org = require_active_organization(actor())
+    return ledger.oem_position(org.id, args.get("year") or business_year())
 
 
 @blp.route("/ledger/verify")

@@ -14,9 +14,11 @@ from market.api.pagination import page_of
 from market.models import Purchase, Role
 from market.permissions import actor, allow
 from market.schemas.marketplace import (
+    InvoiceReviewSchema,
     PurchaseCancelSchema,
     PurchaseCreateSchema,
     PurchaseDetailSchema,
+    PurchaseDisputeSchema,
     PurchaseListItemSchema,
     PurchaseQuerySchema,
     PurchaseRecordedSchema,
@@ -39,16 +41,19 @@ IDEMPOTENCY_HEADER_DOC = {
 
 @blp.route("/purchases")
 class Purchases(MethodView):
-    @allow(Role.BUYER)
+    @allow(Role.BUYER, Role.SUPPLIER)
     @blp.arguments(PurchaseCreateSchema)
     @blp.response(201, PurchaseRecordedSchema)
-    @blp.alt_response(403, description="Not a buyer of an active (verified) OEM organization")
-    @blp.alt_response(409, description="This supplier's invoice is already recorded")
+    @blp.alt_response(403, description="Not a user of an active (verified) organization")
+    @blp.alt_response(409, description="This invoice is already recorded between the two")
     @blp.doc(parameters=[IDEMPOTENCY_HEADER_DOC])
     def post(self, data: dict[str, Any]) -> Response:
-        """Record an off-platform purchase; the answer previews its subsidy effect.
+        """Record an off-platform purchase (either party); the other party confirms it.
 
-        Send an Idempotency-Key to make retries safe.
+        Buyers name `supplier_org_id`, suppliers `oem_org_id`. The purchase is
+        `pending_confirmation` until the other party confirms (only then does the ledger
+        count it) or disputes it. A buyer's answer previews the subsidy effect of counting
+        it. Send an Idempotency-Key to make retries safe.
         """
         return purchases.record_purchase(
             actor(), data, idempotency_key=request.headers.get(idempotency.HEADER)
@@ -72,13 +77,57 @@ class PurchaseById(MethodView):
         return purchases.purchase_get(actor(), purchase_id)
 
 
+@blp.route("/purchases/<int:purchase_id>/confirm")
+class PurchaseConfirm(MethodView):
+    @allow(Role.BUYER, Role.SUPPLIER)
+    @blp.response(200, PurchaseSchema)
+    @blp.alt_response(403, description="Your organization recorded it: the other party confirms")
+    @blp.alt_response(404, description="No such purchase of your organization")
+    @blp.alt_response(409, description="Not waiting for a confirmation")
+    def post(self, purchase_id: int) -> Purchase:
+        """Confirm a purchase the other party recorded; the ledger then counts it."""
+        return purchases.purchase_confirm(actor(), purchase_id).purchase
+
+
+@blp.route("/purchases/<int:purchase_id>/dispute")
+class PurchaseDispute(MethodView):
+    @allow(Role.BUYER, Role.SUPPLIER)
+    @blp.arguments(PurchaseDisputeSchema)
+    @blp.response(200, PurchaseSchema)
+    @blp.alt_response(403, description="Your organization recorded it: the other party disputes")
+    @blp.alt_response(404, description="No such purchase of your organization")
+    @blp.alt_response(409, description="Not waiting for a confirmation")
+    def post(self, data: dict[str, Any], purchase_id: int) -> Purchase:
+        """Dispute a purchase the other party recorded (with a reason); it is never counted."""
+        return purchases.purchase_dispute(actor(), purchase_id, data["reason"]).purchase
+
+
+@blp.route("/purchases/<int:purchase_id>/review")
+class PurchaseReview(MethodView):
+    @allow(Role.AUDITOR, Role.ADMIN)
+    @blp.arguments(InvoiceReviewSchema)
+    @blp.response(200, PurchaseSchema)
+    @blp.alt_response(404, description="No such purchase")
+    @blp.alt_response(409, description="Not waiting for an invoice review")
+    def post(self, data: dict[str, Any], purchase_id: int) -> Purchase:
+        """Release or reject a purchase held for a duplicate invoice (DUPLICATE_INVOICE)."""
+        return purchases.purchase_review(
+            actor(), purchase_id, data["decision"], data["reason"]
+        ).purchase
+
+
 @blp.route("/purchases/<int:purchase_id>/cancel")
 class PurchaseCancel(MethodView):
-    @allow(Role.BUYER, Role.ADMIN)
+    @allow(Role.BUYER, Role.SUPPLIER, Role.ADMIN)
     @blp.arguments(PurchaseCancelSchema)
     @blp.response(200, PurchaseSchema)
     @blp.alt_response(404, description="No such purchase of your organization")
-    @blp.alt_response(409, description="Already cancelled")
+    @blp.alt_response(403, description="A supplier may only withdraw its own unconfirmed one")
+    @blp.alt_response(409, description="Already cancelled or disputed")
     def post(self, data: dict[str, Any], purchase_id: int) -> Purchase:
-        """Cancel a purchase (with a reason); the ledger records a reversal."""
+        """Cancel a purchase (with a reason); a counted one is reversed by the ledger.
+
+        Buyers and admins may cancel any purchase of the OEM; a supplier may withdraw an
+        unconfirmed purchase it recorded itself.
+        """
         return purchases.purchase_cancel(actor(), purchase_id, data["reason"])

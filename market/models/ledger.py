@@ -14,8 +14,9 @@ from market.extensions import Model
 
 
 class EntryKind(enum.StrEnum):
-    RECORD = "record"
-    REVERSAL = "reversal"
+    RECORD = "record"  # a purchase confirmed: its amount enters T
+    REVERSAL = "reversal"  # a counted purchase cancelled or held: its amount leaves T
+    ADJUSTMENT = "adjustment"  # B changed (or a legacy position was settled): amount 0
 
 
 class SubsidyPolicy(Model):
@@ -51,15 +52,17 @@ class DeclaredBaseline(Model):
 
 
 class LedgerEntry(Model):
-    """One append-only, hash-chained entry: a purchase recorded, or its reversal.
+    """One append-only, hash-chained entry: a record, a reversal or an adjustment.
 
-    ``(purchase_id, kind)`` is unique, so a purchase is counted exactly once whatever the
-    number of job deliveries; ``seq`` is unique, so two appenders can never fork the chain.
+    ``cause`` is unique (``record:<purchase>:<n>``, ``reversal:<purchase>:<n>``,
+    ``adjust:<what changed B>``), so an effect is appended exactly once whatever the number of
+    job deliveries; ``seq`` is unique, so two appenders can never fork the chain. ``format``
+    names the hashed fields: 1 for entries written before the v2 rule, 2 after.
     """
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
-        UniqueConstraint("purchase_id", "kind"),
+        Index("ix_ledger_entries_purchase_id", "purchase_id"),
         # Covering on PostgreSQL: a year's totals (every subsidy preview and ledger batch
         # reads them) come from an index-only scan, without visiting the table.
         Index(
@@ -72,20 +75,31 @@ class LedgerEntry(Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     seq: Mapped[int] = mapped_column(unique=True)
-    purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id"))
+    format: Mapped[int] = mapped_column(default=2)
+    cause: Mapped[str] = mapped_column(String(64), unique=True)
+    purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id"))
     kind: Mapped[EntryKind]
     oem_org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
-    supplier_org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
-    supplier_city_code: Mapped[str] = mapped_column(String(6))
+    supplier_org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"), index=True)
+    supplier_city_code: Mapped[str | None] = mapped_column(String(6))
+    plant_city_code: Mapped[str | None] = mapped_column(String(6))
     year: Mapped[int]
-    purchased_on: Mapped[date]
+    purchased_on: Mapped[date | None]
     amount: Mapped[Decimal]
     near_shore: Mapped[bool]
     reason_code: Mapped[str] = mapped_column(String(32))
-    distance_km: Mapped[Decimal] = mapped_column(Numeric(10, 3))
+    distance_km: Mapped[Decimal | None] = mapped_column(Numeric(10, 3))
     policy_version: Mapped[int]
-    baseline: Mapped[Decimal]
+    # B(o, Y) as this entry left it; None while it is missing (the year's subsidy is held).
+    baseline: Mapped[Decimal | None]
+    baseline_source: Mapped[str | None] = mapped_column(String(16))
+    held: Mapped[bool | None]
     near_shore_total_before: Mapped[Decimal]
+    # T, I* and S* of (oem, year) after this entry (format 2).
+    near_shore_total: Mapped[Decimal | None]
+    increment_total: Mapped[Decimal | None]
+    subsidy_total: Mapped[Decimal | None]
+    # The change this entry causes: I*_after − I*_before and S*_after − S*_before.
     increment: Mapped[Decimal]
     subsidy: Mapped[Decimal]
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -109,5 +123,6 @@ class LedgerTotal(Model):
     oem_org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
     year: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     near_shore_total: Mapped[Decimal]
+    increment_total: Mapped[Decimal] = mapped_column(default=Decimal("0.00"))
     subsidy_total: Mapped[Decimal]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

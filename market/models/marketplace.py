@@ -37,8 +37,36 @@ class PurchaseSource(enum.StrEnum):
 
 
 class PurchaseStatus(enum.StrEnum):
-    RECORDED = "recorded"
+    """``pending_confirmation`` until the other party confirms (``confirmed``, the only state
+    the ledger counts) or disputes it (``disputed``, final); ``cancelled`` by its buyer."""
+
+    PENDING_CONFIRMATION = "pending_confirmation"
+    CONFIRMED = "confirmed"
+    DISPUTED = "disputed"
     CANCELLED = "cancelled"
+
+
+class PurchaseParty(enum.StrEnum):
+    """Which side of a purchase created it (the other side confirms it)."""
+
+    OEM = "oem"
+    SUPPLIER = "supplier"
+
+
+class Confirmation(enum.StrEnum):
+    """How a purchase came to be confirmed."""
+
+    COUNTERPARTY = "counterparty"  # the other party confirmed it
+    AWARD = "award"  # an award of the supplier's own quote
+    LEGACY_V1 = "legacy_v1"  # recorded before v2 by the buyer alone (migration 0009)
+
+
+class InvoiceReview(enum.StrEnum):
+    """The review of a (supplier, invoice number) that two OEMs recorded."""
+
+    PENDING = "pending"  # DUPLICATE_INVOICE: waits for an auditor
+    RELEASED = "released"  # an auditor found it genuine: the ledger may count it
+    REJECTED = "rejected"  # an auditor refused it: never counted
 
 
 class Demand(Model):
@@ -98,12 +126,20 @@ class Quote(Model):
 
 
 class Purchase(Model):
-    """A purchase by an OEM from a supplier; immutable once recorded (cancel is its own action)."""
+    """A purchase by an OEM from a supplier, with the facts its verdict depends on frozen.
+
+    ``site_*`` and ``plant_*`` copy the supplier site's city code and coordinates and the
+    plant's when the purchase is created: editing or moving a site later never changes what
+    the ledger decides. Amount, category and date never change; confirming, disputing,
+    cancelling and the invoice review are the only transitions.
+    """
 
     __tablename__ = "purchases"
     __table_args__ = (
-        # One invoice is one purchase: a repeated invoice would be counted for subsidy twice.
-        UniqueConstraint("supplier_org_id", "invoice_number"),
+        # One invoice is one purchase per (OEM, supplier); the same supplier invoice recorded
+        # by another OEM is accepted but held for an auditor (``review``).
+        UniqueConstraint("oem_org_id", "supplier_org_id", "invoice_number"),
+        Index("ix_purchases_supplier_invoice", "supplier_org_id", "invoice_number"),
         Index("ix_purchases_oem_purchased_on", "oem_org_id", "purchased_on"),
     )
 
@@ -119,11 +155,38 @@ class Purchase(Model):
     po_number: Mapped[str | None] = mapped_column(String(64))
     quote_id: Mapped[int | None] = mapped_column(ForeignKey("quotes.id"), unique=True)
     source: Mapped[PurchaseSource]
-    status: Mapped[PurchaseStatus] = mapped_column(default=PurchaseStatus.RECORDED)
+    status: Mapped[PurchaseStatus] = mapped_column(default=PurchaseStatus.PENDING_CONFIRMATION)
+    created_by_party: Mapped[PurchaseParty] = mapped_column(default=PurchaseParty.OEM)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The frozen facts (see the class docstring).
+    site_city_code: Mapped[str] = mapped_column(String(6))
+    site_lat: Mapped[float]
+    site_lon: Mapped[float]
+    plant_city_code: Mapped[str] = mapped_column(String(6))
+    plant_lat: Mapped[float]
+    plant_lon: Mapped[float]
+    confirmation: Mapped[Confirmation | None]
+    confirmed_at: Mapped[datetime | None]
+    confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    disputed_at: Mapped[datetime | None]
+    disputed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    dispute_reason: Mapped[str | None] = mapped_column(String(500))
+    review: Mapped[InvoiceReview | None]
+    reviewed_at: Mapped[datetime | None]
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    review_reason: Mapped[str | None] = mapped_column(String(500))
     cancelled_at: Mapped[datetime | None]
     cancel_reason: Mapped[str | None] = mapped_column(String(500))
+
+    @property
+    def countable(self) -> bool:
+        """Whether the ledger counts this purchase now: confirmed, not cancelled, and not
+        held or rejected by an invoice review."""
+        return self.status is PurchaseStatus.CONFIRMED and self.review in (
+            None,
+            InvoiceReview.RELEASED,
+        )
 
     oem: Mapped[Organization] = relationship(foreign_keys=[oem_org_id])
     supplier: Mapped[Organization] = relationship(foreign_keys=[supplier_org_id])

@@ -22,6 +22,7 @@ class OutboxStatus(enum.StrEnum):
 class OutboxTopic(enum.StrEnum):
     LEDGER_RECORD = "ledger.record"
     LEDGER_REVERSE = "ledger.reverse"
+    LEDGER_REBASE = "ledger.rebase"  # a declared baseline changed: aggregate = baseline row
     SEARCH_SYNC = "search.sync"
 
 

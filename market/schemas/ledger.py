@@ -16,10 +16,10 @@ MAX_ANNUAL_CAP = Decimal(10**12)
 MAX_BASELINE = Decimal(10**13)
 
 
-def SignedMoney() -> Money:
+def SignedMoney(**kwargs: Any) -> Money:
     """Money in ledger responses: a reversal negates its entry, and a year's totals may pass
     the bound of one purchase."""
-    return Money(minimum=None, maximum=None)
+    return Money(minimum=None, maximum=None, **kwargs)
 
 
 def _exact(places: int) -> dict[str, Any]:
@@ -52,50 +52,86 @@ class LedgerQuerySchema(PageQuerySchema):
 
 
 class LedgerEntrySchema(Schema):
+    """One entry: the same columns, in the same order, as the CSV export."""
+
     seq = fields.Integer()
+    format = fields.Integer(metadata={"description": "1: written under the v1 rule; 2: v2"})
+    cause = fields.String(metadata={"description": "What appended it (unique)."})
     kind = fields.Enum(EntryKind, by_value=True)
-    purchase_id = fields.Integer()
-    oem_org_id = fields.Integer()
-    oem_name = fields.String(allow_none=True)
-    oem_uscc = fields.String(allow_none=True)
-    supplier_org_id = fields.Integer()
-    supplier_name = fields.String(allow_none=True)
-    supplier_uscc = fields.String(allow_none=True)
-    supplier_city_code = fields.String()
+    purchase_id = fields.Integer(allow_none=True)
+    invoice_number = fields.String(allow_none=True)
+    purchased_on = fields.Date(allow_none=True)
     year = fields.Integer()
-    purchased_on = fields.Date()
+    oem_org_id = fields.Integer()
+    oem_uscc = fields.String(allow_none=True)
+    oem_name = fields.String(allow_none=True)
+    plant_city_code = fields.String(allow_none=True)
+    supplier_org_id = fields.Integer(allow_none=True)
+    supplier_uscc = fields.String(allow_none=True)
+    supplier_name = fields.String(allow_none=True)
+    supplier_city_code = fields.String(allow_none=True)
     amount = SignedMoney()
     near_shore = fields.Boolean()
     reason_code = fields.String()
-    distance_km = fields.Decimal(as_string=True, **_exact(3))
+    distance_km = fields.Decimal(as_string=True, allow_none=True, **_exact(3))
     policy_version = fields.Integer()
-    baseline = SignedMoney()
+    baseline = SignedMoney(allow_none=True, metadata={"description": "null: missing (held)"})
+    baseline_source = fields.String(
+        allow_none=True, metadata={"description": "declared | platform | missing"}
+    )
+    held = fields.Boolean(allow_none=True)
     near_shore_total_before = SignedMoney()
-    increment = SignedMoney()
-    subsidy = SignedMoney()
+    near_shore_total = SignedMoney(allow_none=True, metadata={"description": "T after it"})
+    increment_total = SignedMoney(allow_none=True, metadata={"description": "I* after it"})
+    subsidy_total = SignedMoney(allow_none=True, metadata={"description": "S* after it"})
+    increment = SignedMoney(metadata={"description": "The change of I* it causes."})
+    subsidy = SignedMoney(metadata={"description": "The change of S* it causes."})
     recorded_at = fields.DateTime()
     prev_hash = fields.String()
     entry_hash = fields.String()
 
 
 class SummaryQuerySchema(StrictSchema):
-    year = fields.Integer(required=True, validate=validate.Range(min=1990, max=2200))
+    year = fields.Integer(
+        validate=validate.Range(min=1990, max=2200),
+        metadata={"description": "Defaults to the current business year (Asia/Shanghai)."},
+    )
     oem = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
 
 
-class OemSummarySchema(Schema):
+class PositionSchema(Schema):
+    """Where an OEM stands in a year under the v2 rule."""
+
+    near_shore_total = SignedMoney(metadata={"description": "T"})
+    baseline = SignedMoney(allow_none=True, metadata={"description": "B; null while missing"})
+    baseline_source = fields.String(metadata={"description": "declared | platform | missing"})
+    increment = SignedMoney(metadata={"description": "I* = max(0, T − B)"})
+    subsidy = SignedMoney(metadata={"description": "S* = min(cap, I* × rate, half-up)"})
+    held = fields.Boolean(metadata={"description": "B is missing: nothing is granted yet"})
+    increment_if_declared = SignedMoney(
+        metadata={"description": "While held: against the platform's own record of Y−1."}
+    )
+    subsidy_if_declared = SignedMoney()
+    annual_cap = SignedMoney()
+    cap_left = SignedMoney()
+    cap_reached = fields.Boolean()
+    policy_version = fields.Integer()
+
+
+class OemSummarySchema(PositionSchema):
     oem_org_id = fields.Integer()
     oem_name = fields.String(allow_none=True)
     oem_uscc = fields.String(allow_none=True)
     entries = fields.Integer()
     total_amount = SignedMoney()
-    near_shore_total = SignedMoney()
-    baseline = SignedMoney()
-    baseline_source = fields.String(metadata={"description": "declared | ledger"})
-    increment = SignedMoney()
-    subsidy = SignedMoney()
-    annual_cap = SignedMoney()
-    cap_reached = fields.Boolean()
+    consistent = fields.Boolean(
+        metadata={"description": "The entries' sums equal the rule recomputed (always true)."}
+    )
+
+
+class OemPositionSchema(PositionSchema):
+    oem_org_id = fields.Integer()
+    year = fields.Integer()
 
 
 class SummaryTotalsSchema(Schema):
@@ -121,36 +157,45 @@ class ChainReportSchema(Schema):
 
 
 class LedgerEntryStatusSchema(Schema):
+    """An entry of one purchase; suppliers get the verdict only (no baseline or subsidy)."""
+
     seq = fields.Integer()
     entry_hash = fields.String()
     recorded_at = fields.DateTime()
     near_shore = fields.Boolean()
     reason_code = fields.String()
-    distance_km = fields.Decimal(as_string=True, **_exact(3))
+    distance_km = fields.Decimal(as_string=True, allow_none=True, **_exact(3))
     policy_version = fields.Integer()
-    baseline = SignedMoney()
+    baseline = SignedMoney(allow_none=True)
+    baseline_source = fields.String(allow_none=True)
+    held = fields.Boolean(allow_none=True)
     increment = SignedMoney()
     subsidy = SignedMoney()
 
 
 class LedgerStatusSchema(Schema):
-    """``market.services.ledger.ledger_status``: for ``GET /purchases/{id}``."""
+    """``market.ledger.ledger_status``: for ``GET /purchases/{id}``."""
 
-    status = fields.String(metadata={"description": "pending | failed | recorded | reversed"})
+    status = fields.String(
+        metadata={"description": "not_counted | pending | failed | recorded | reversed"}
+    )
     entry = fields.Nested(LedgerEntryStatusSchema, allow_none=True)
     reversal = fields.Nested(LedgerEntryStatusSchema, allow_none=True)
 
 
 class SubsidyPreviewSchema(Schema):
-    """``market.services.subsidy.preview_purchase``: the effect a purchase would have."""
+    """``market.ledger.preview``: what counting a purchase would change (buyers only)."""
 
     near_shore = fields.Boolean()
     reason_code = fields.String()
     distance_km = fields.Decimal(as_string=True, **_exact(3))
     policy_version = fields.Integer()
     year = fields.Integer()
-    baseline = SignedMoney()
+    baseline = SignedMoney(allow_none=True)
+    baseline_source = fields.String()
+    held = fields.Boolean()
     near_shore_total_before = SignedMoney()
+    near_shore_total_after = SignedMoney()
     increment = SignedMoney()
     subsidy = SignedMoney()
     message = fields.String()

@@ -17,8 +17,17 @@ from typing import Any, ClassVar
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from market import refdata
+from market.clock import business_today
 from market.database import CENT
-from market.models import DemandState, PurchaseSource, PurchaseStatus, QuoteStatus
+from market.models import (
+    Confirmation,
+    DemandState,
+    InvoiceReview,
+    PurchaseParty,
+    PurchaseSource,
+    PurchaseStatus,
+    QuoteStatus,
+)
 from market.schemas import PageQuerySchema, StrictSchema
 from market.schemas.fields import MAX_AMOUNT, Money
 from market.schemas.ledger import LedgerStatusSchema, SubsidyPreviewSchema
@@ -29,7 +38,6 @@ MAX_UNIT_PRICE = Decimal("99999999.99")
 MAX_QUANTITY = 10_000_000
 MAX_REQUIRED_STANDARDS = 10
 MAX_LEAD_TIME_DAYS = 730
-EARLIEST_PURCHASE = date(2000, 1, 1)
 MAX_NEED_BY_YEARS = 5
 MAX_QUOTE_VALIDITY_DAYS = 366 * 2
 DEFAULT_RADIUS_KM = 200
@@ -42,8 +50,9 @@ _UNIT = re.compile(r"^[^\s<>].*$")
 
 
 def today() -> date:
-    """The date every "not in the past" rule of the marketplace is checked against."""
-    return date.today()
+    """The date every "not in the past" rule of the marketplace is checked against: the
+    business date in Asia/Shanghai (``market.clock``), never the server's local date."""
+    return business_today()
 
 
 # --- fields -------------------------------------------------------------------------------------
@@ -325,11 +334,18 @@ class QuoteQuerySchema(PageQuerySchema):
     sort = sort_field("id", "unit_price", "lead_time_days", "created_at", default="id")
 
 
-def _not_future_nor_ancient(value: date) -> None:
-    if value > today():
-        raise ValidationError("Must not be in the future.")
-    if value < EARLIEST_PURCHASE:
-        raise ValidationError(f"Must not be before {EARLIEST_PURCHASE.isoformat()}.")
+def _in_purchase_window(value: date) -> None:
+    """The current or the previous business year, and not in the future (DESIGN.md v2): an
+    older purchase can no longer change a year's figures, a later one has not happened."""
+    now = today()
+    if value > now:
+        raise ValidationError(
+            f"Must not be in the future (today is {now.isoformat()}, Asia/Shanghai)."
+        )
+    if value.year < now.year - 1:
+        raise ValidationError(
+            f"Must be in {now.year - 1} or {now.year}: older purchases can no longer be recorded."
+        )
 
 
 class AwardSchema(StrictSchema):
@@ -338,8 +354,11 @@ class AwardSchema(StrictSchema):
     invoice_number = Reference(required=True, metadata={"description": "发票号"})
     po_number = Reference(allow_none=True)
     purchased_on = fields.Date(
-        validate=_not_future_nor_ancient,
-        metadata={"description": "Defaults to today; not in the future."},
+        validate=_in_purchase_window,
+        metadata={
+            "description": "Defaults to today (Asia/Shanghai); in the current or the previous "
+            "business year, not in the future."
+        },
     )
 
 
@@ -347,17 +366,45 @@ class AwardSchema(StrictSchema):
 
 
 class PurchaseCreateSchema(StrictSchema):
-    supplier_org_id = Id(required=True, metadata={"description": "An active supplier."})
-    supplier_site_id = Id(required=True, metadata={"description": "A site of that supplier."})
-    plant_id = Id(required=True, metadata={"description": "A plant of your organization."})
+    """An off-platform purchase, created by either party; the other party confirms it."""
+
+    supplier_org_id = Id(
+        metadata={"description": "Buyers: the active supplier you bought from (required)."}
+    )
+    oem_org_id = Id(
+        metadata={"description": "Suppliers: the active OEM that bought from you (required)."}
+    )
+    supplier_site_id = Id(
+        required=True, metadata={"description": "An active site of the supplier (shipped from)."}
+    )
+    plant_id = Id(required=True, metadata={"description": "An active plant of the OEM."})
     category = fields.String(required=True, validate=_category)
     amount = Money(required=True)
-    purchased_on = fields.Date(required=True, validate=_not_future_nor_ancient)
+    purchased_on = fields.Date(
+        required=True,
+        validate=_in_purchase_window,
+        metadata={"description": "In the current or the previous business year (Asia/Shanghai)."},
+    )
     invoice_number = Reference(required=True, metadata={"description": "发票号"})
     po_number = Reference(allow_none=True)
 
 
 class PurchaseCancelSchema(StrictSchema):
+    reason = PlainText(required=True, max_length=500)
+
+
+class PurchaseDisputeSchema(StrictSchema):
+    reason = PlainText(
+        required=True, max_length=500, metadata={"description": "Why this purchase is wrong."}
+    )
+
+
+class InvoiceReviewSchema(StrictSchema):
+    decision = fields.String(
+        required=True,
+        validate=validate.OneOf(["release", "reject"]),
+        metadata={"description": "release: genuine, the ledger may count it; reject: never."},
+    )
     reason = PlainText(required=True, max_length=500)
 
 
@@ -368,6 +415,28 @@ class PurchaseSchema(Schema):
     id = fields.Integer()
     source = fields.Enum(PurchaseSource, by_value=True)
     status = fields.Enum(PurchaseStatus, by_value=True)
+    created_by_party = fields.Enum(PurchaseParty, by_value=True)
+    confirmation = fields.Enum(Confirmation, by_value=True, allow_none=True)
+    confirmed_at = fields.DateTime(allow_none=True)
+    disputed_at = fields.DateTime(allow_none=True)
+    dispute_reason = fields.String(allow_none=True)
+    review = fields.Method(
+        "_review",
+        allow_none=True,
+        metadata={
+            "type": "string",
+            "nullable": True,
+            "enum": [r.value for r in InvoiceReview],
+            "description": "Invoice review of a confirmed purchase: pending (DUPLICATE_INVOICE, "
+            "waits for an auditor), released or rejected; null if none.",
+        },
+    )
+    site_city_code = fields.String(metadata={"description": "Frozen at creation."})
+    site_lat = fields.Float(metadata={"description": "Frozen at creation (WGS-84)."})
+    site_lon = fields.Float(metadata={"description": "Frozen at creation (WGS-84)."})
+    plant_city_code = fields.String(metadata={"description": "Frozen at creation."})
+    plant_lat = fields.Float(metadata={"description": "Frozen at creation (WGS-84)."})
+    plant_lon = fields.Float(metadata={"description": "Frozen at creation (WGS-84)."})
     oem_org_id = fields.Integer()
     oem_name = fields.String(attribute="oem.legal_name")
     supplier_org_id = fields.Integer()
@@ -384,6 +453,14 @@ class PurchaseSchema(Schema):
     cancelled_at = fields.DateTime(allow_none=True)
     cancel_reason = fields.String(allow_none=True)
 
+    def _review(self, obj: Any) -> str | None:
+        purchase = getattr(obj, "purchase", obj)  # a PurchaseView, or the row itself
+        # Shown once both parties agree the purchase happened: an unconfirmed, one-sided record
+        # must not tell its creator whether another OEM recorded the same invoice.
+        if purchase.status is PurchaseStatus.PENDING_CONFIRMATION or purchase.review is None:
+            return None
+        return str(purchase.review.value)
+
 
 class _PurchaseViewSchema(PurchaseSchema):
     """A purchase with more beside it (``market.services.purchases.PurchaseView``): the
@@ -396,7 +473,7 @@ class _PurchaseViewSchema(PurchaseSchema):
         return super().get_attribute(source, attr, default)
 
 
-LEDGER_STATUSES = ("pending", "failed", "recorded", "reversed")
+LEDGER_STATUSES = ("not_counted", "pending", "failed", "recorded", "reversed")
 
 
 class PurchaseListItemSchema(_PurchaseViewSchema):
@@ -406,8 +483,9 @@ class PurchaseListItemSchema(_PurchaseViewSchema):
     ledger_status = fields.String(
         metadata={
             "enum": list(LEDGER_STATUSES),
-            "description": "pending (not recorded yet), failed (an admin must look), "
-            "recorded, reversed (cancelled and negated); GET /purchases/{id} has the entries.",
+            "description": "not_counted (not confirmed, disputed, in review or rejected), "
+            "pending (confirmed, not recorded yet), failed (an admin must look), recorded, "
+            "reversed (cancelled or held and negated); GET /purchases/{id} has the entries.",
         }
     )
 
@@ -439,5 +517,13 @@ class PurchaseQuerySchema(PageQuerySchema):
     supplier = Id(strict=False, metadata={"description": "Supplier organization id."})
     oem = Id(strict=False, metadata={"description": "Buying (OEM) organization id."})
     status = fields.String(validate=validate.OneOf([s.value for s in PurchaseStatus]))
+    awaiting = fields.String(
+        validate=validate.OneOf(["me"]),
+        metadata={"description": "me: purchases waiting for your organization's confirmation."},
+    )
+    review = fields.String(
+        validate=validate.OneOf([r.value for r in InvoiceReview]),
+        metadata={"description": "Auditors and admins: purchases by invoice review state."},
+    )
     source = fields.String(validate=validate.OneOf([s.value for s in PurchaseSource]))
     sort = sort_field("id", "purchased_on", "amount", default="-id")

@@ -31,8 +31,11 @@ class Page:
         return {"items": self.items, "meta": self.meta}
 
 
-def paginate(query: Select[Any], page: int, per_page: int) -> Page:
-    """Run ``query`` for one page (it must already be ordered by a unique key)."""
+def paginate(query: Select[Any], page: int, per_page: int, *, rows: bool = False) -> Page:
+    """Run ``query`` for one page (it must already be ordered by a unique key); the items are
+    its first column's objects, or whole rows with ``rows=True``."""
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    items = list(db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)))
+    window = query.limit(per_page).offset((page - 1) * per_page)
+    result = db.session.execute(window) if rows else db.session.scalars(window)
+    items = list(result)
     return Page(items=items, page=page, per_page=per_page, total=total or 0)

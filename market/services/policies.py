@@ -1,40 +1,42 @@
 """Subsidy policy versions and declared baselines: the admin use cases.
 
-A policy is never edited: a change of rules is a new version with its own effective date range.
-The version in force on a day is the highest version whose range covers that day. A new version
-may not start on or before a day the ledger has already recorded (no retroactive rules), so
-every entry keeps agreeing with "the policy in force on its purchase date".
+A policy is never edited: a change of rules is a new version. A version starts on 1 January of
+a year that has not begun yet and, if it ends, ends on 31 December, so it governs whole years
+and never applies retroactively (DESIGN.md v2); the version governing a year is the highest one
+covering all of it (``market.ledger.policy``).
 
 Version 1 (the programme's published terms) is seeded by migration ``0005_ledger``; the ledger
 worker seeds it again under its lock if the table is ever found empty (a wiped database), so a
 recorded entry always names a policy row that exists.
 
 A declared baseline is an OEM's near-shore purchasing total of a year the platform did not see
-(fully). It is used as the baseline of the following year *in preference to* the ledger's own
-total for that year (an OEM that joins in October would otherwise get a tiny baseline and an
-inflated "increment"). It can be corrected until the ledger has used it, never afterwards.
+in full. It is B of the following year *in preference to* the platform's own total. It may be
+declared at any time after the year ended, and corrected: either way an outbox row asks the
+ledger to settle the following year, which appends an ``adjustment`` entry carrying the change
+(the entries before it, and the baselines they used, stay as they were).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import func, select
 
-from market.errors import Conflict, Forbidden, ValidationFailed
+from market.clock import business_year, utcnow
+from market.errors import Forbidden, ValidationFailed
 from market.extensions import db
+from market.ledger import acquire_ledger_lock
 from market.models import (
     DeclaredBaseline,
-    LedgerEntry,
     Organization,
     OrgKind,
+    OutboxTopic,
     Role,
     SubsidyPolicy,
     User,
 )
-from market.services.ledger import acquire_ledger_lock
-from market.services.unit_of_work import commit
+from market.services.unit_of_work import commit, emit
 
 
 def _require_admin(by: User | None) -> None:
@@ -49,24 +51,26 @@ def policy_list() -> list[SubsidyPolicy]:
 
 
 def policy_add(data: dict[str, Any], *, by: User | None) -> SubsidyPolicy:
-    """Add the next policy version (admins only); it applies from ``effective_from`` on."""
+    """Add the next policy version (admins only): from 1 January of a year not begun yet."""
     _require_admin(by)
-    # Under the ledger lock: no entry can be appended between the check and the commit.
-    acquire_ledger_lock()
     effective_from: date = data["effective_from"]
     effective_until: date | None = data.get("effective_until")
+    errors: dict[str, list[str]] = {}
+    if (effective_from.month, effective_from.day) != (1, 1):
+        errors["effective_from"] = ["A policy version starts on 1 January (whole years)."]
+    elif effective_from.year <= business_year():
+        errors["effective_from"] = [
+            f"Must be 1 January of a year after {business_year()}: "
+            "policies never apply retroactively nor change a year under way."
+        ]
     if effective_until is not None and effective_until < effective_from:
-        raise ValidationFailed(fields={"effective_until": ["Must be on or after effective_from."]})
-    last_recorded = db.session.scalar(select(func.max(LedgerEntry.purchased_on)))
-    if last_recorded is not None and effective_from <= last_recorded:
-        raise ValidationFailed(
-            fields={
-                "effective_from": [
-                    "Must be after the last purchase date already in the ledger "
-                    f"({last_recorded.isoformat()}): policies never apply retroactively."
-                ]
-            }
-        )
+        errors["effective_until"] = ["Must be on or after effective_from."]
+    elif effective_until is not None and (effective_until.month, effective_until.day) != (12, 31):
+        errors["effective_until"] = ["A policy version ends on 31 December (whole years)."]
+    if errors:
+        raise ValidationFailed(fields=errors)
+    # Under the ledger lock, like every write the ledger reads.
+    acquire_ledger_lock()
     version = (db.session.scalar(select(func.max(SubsidyPolicy.version))) or 0) + 1
     policy = SubsidyPolicy(
         version=version,
@@ -94,28 +98,17 @@ def baseline_list(*, oem_org_id: int | None = None, year: int | None = None) -> 
 
 
 def baseline_declare(data: dict[str, Any], *, by: User | None) -> DeclaredBaseline:
-    """Declare (or, until the ledger has used it, correct) an OEM's near-shore total of a year."""
+    """Declare (or correct) an OEM's near-shore total of a past year; the ledger then settles
+    the following year with an adjustment entry."""
     _require_admin(by)
-    # Under the ledger lock: no entry can use the old baseline between the check and the commit.
-    acquire_ledger_lock()
     oem_org_id: int = data["oem_org_id"]
     year: int = data["year"]
     oem = db.session.get(Organization, oem_org_id)
     if oem is None or oem.kind is not OrgKind.OEM:
         raise ValidationFailed(fields={"oem_org_id": ["No OEM organization has this id."]})
-    if year >= datetime.now(UTC).year:
+    if year >= business_year():
         raise ValidationFailed(
-            fields={"year": ["Only a past year's total can be declared as a baseline."]}
-        )
-    used = db.session.scalar(
-        select(func.count())
-        .select_from(LedgerEntry)
-        .where(LedgerEntry.oem_org_id == oem_org_id, LedgerEntry.year == year + 1)
-    )
-    if used:
-        raise Conflict(
-            f"The ledger already computed {year + 1} increments for this OEM against its "
-            f"{year} baseline; a baseline the ledger has used cannot change."
+            fields={"year": ["Only a year that has ended can be declared as a baseline."]}
         )
     baseline = db.session.scalar(
         select(DeclaredBaseline).where(
@@ -128,6 +121,12 @@ def baseline_declare(data: dict[str, Any], *, by: User | None) -> DeclaredBaseli
     baseline.amount = data["amount"]
     baseline.note = data.get("note")
     baseline.declared_by_id = by.id if by is not None else None
-    baseline.created_at = datetime.now(UTC)
+    baseline.created_at = utcnow()
+    db.session.flush()
+    emit(
+        OutboxTopic.LEDGER_REBASE,
+        baseline.id,
+        {"oem_org_id": oem_org_id, "year": year + 1},
+    )
     commit()
     return baseline

@@ -1,15 +1,23 @@
-"""Purchases: from an awarded quote, or recorded by a buyer for an off-platform purchase.
+"""Purchases: awarded here, or made off-platform and confirmed by the other party.
 
-A purchase is immutable once recorded; cancelling is its own action. Each recorded purchase and
-each cancellation commits an outbox row (``ledger.record`` / ``ledger.reverse``) in the same
-transaction, so the ledger worker counts it exactly once.
+Either party may record an off-platform purchase; it stays ``pending_confirmation`` until the
+other party confirms it (only then does the ledger count it) or disputes it with a reason. An
+award of a quote is confirmed by construction (the supplier quoted it). A purchase freezes, when
+it is created, every fact its verdict depends on (the supplier site's city code and coordinates,
+the plant's, the category, the amount): moving or deactivating a site later changes nothing.
+
+An invoice number is unique per (OEM, supplier). The same supplier invoice confirmed by two OEMs
+is accepted for both, but both wait for an auditor (invoice review ``pending``,
+``DUPLICATE_INVOICE``) and neither counts until released; the check runs when a purchase is
+confirmed, so a one-sided record can neither probe for another OEM's invoices nor hold another
+OEM's purchase.
+
+Every change the ledger must follow commits an outbox row (``ledger.record`` to count,
+``ledger.reverse`` to uncount) in the same transaction; the worker syncs the purchase's count
+with its row, so each effect is appended exactly once.
 
 Who sees a purchase: the buying organization's users, the supplier's users, auditors and admins.
-
-Responses show more than the row (:class:`PurchaseView`): a new purchase carries the subsidy
-preview (``market.services.subsidy``), computed before the commit, so it is the ledger as it
-stood without this purchase and is stored as such with an ``Idempotency-Key``'s response; one
-purchase carries its ledger status and entries; a list item the compact status.
+Suppliers see the verdict of their purchases, never the OEM's baseline, totals or subsidy.
 """
 
 from __future__ import annotations
@@ -20,14 +28,19 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, false, select, true
+from sqlalchemy import ColumnElement, Select, and_, exists, false, func, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from market.errors import Conflict, NotFound, ValidationFailed
+from market import ledger
+from market.clock import utcnow
+from market.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from market.extensions import db
+from market.ledger import SubsidyPreview
 from market.models import (
+    Confirmation,
     EntryKind,
+    InvoiceReview,
     LedgerEntry,
     Organization,
     OrgKind,
@@ -36,17 +49,18 @@ from market.models import (
     OutboxStatus,
     OutboxTopic,
     Purchase,
+    PurchaseParty,
     PurchaseSource,
     PurchaseStatus,
     Role,
     Site,
+    SiteKind,
     User,
 )
 from market.schemas.marketplace import PurchaseRecordedSchema
-from market.services import idempotency, ledger
-from market.services.demands import check_id, now, order_by, require_active_org
+from market.services import idempotency
+from market.services.demands import check_id, order_by, require_active_org
 from market.services.pagination import Page, paginate
-from market.services.subsidy import SubsidyPreview, preview_for_purchase
 from market.services.unit_of_work import commit, emit, rollback
 
 RECORD_ENDPOINT = "POST /api/v1/purchases"
@@ -69,15 +83,18 @@ class PurchaseView:
 
 def duplicate_invoice() -> Conflict:
     return Conflict(
-        "This supplier's invoice is already recorded as a purchase.",
-        fields={"invoice_number": ["Already recorded for this supplier."]},
+        "Your organization already recorded this invoice of this supplier.",
+        fields={"invoice_number": ["Already recorded between these two organizations."]},
     )
 
 
-def invoice_taken(supplier_org_id: int, invoice_number: str) -> bool:
+def invoice_taken(oem_org_id: int, supplier_org_id: int, invoice_number: str) -> bool:
+    """Whether this (OEM, supplier) pair already has the invoice (other OEMs are not asked:
+    answering would tell a buyer what another OEM recorded)."""
     return (
         db.session.scalar(
             select(Purchase.id).where(
+                Purchase.oem_org_id == oem_org_id,
                 Purchase.supplier_org_id == supplier_org_id,
                 Purchase.invoice_number == invoice_number,
             )
@@ -86,12 +103,22 @@ def invoice_taken(supplier_org_id: int, invoice_number: str) -> bool:
     )
 
 
+def usable_site(site_id: int, org_id: int, field: str, what: str) -> Site:
+    """An active site of ``org_id`` (422 on ``field`` otherwise: unknown, other's, inactive)."""
+    site = db.session.scalar(select(Site).where(Site.id == site_id, Site.organization_id == org_id))
+    if site is None:
+        raise ValidationFailed(fields={field: [f"Not {what}."]})
+    if not site.active:
+        raise ValidationFailed(fields={field: ["This site is deactivated."]})
+    return site
+
+
 def add_purchase(
     *,
     oem_org_id: int,
     supplier_org_id: int,
-    supplier_site_id: int,
-    plant_id: int,
+    supplier_site: Site,
+    plant: Site,
     category: str,
     amount: Decimal,
     purchased_on: date,
@@ -99,14 +126,23 @@ def add_purchase(
     po_number: str | None,
     source: PurchaseSource,
     created_by: User,
+    created_by_party: PurchaseParty,
     quote_id: int | None = None,
 ) -> Purchase:
-    """Add a purchase and its ledger outbox row to the current transaction (no commit)."""
+    """Add a purchase with its facts frozen (no commit); awards come confirmed."""
     purchase = Purchase(
         oem_org_id=oem_org_id,
         supplier_org_id=supplier_org_id,
-        supplier_site_id=supplier_site_id,
-        plant_id=plant_id,
+        supplier_site_id=supplier_site.id,
+        plant_id=plant.id,
+        supplier_site=supplier_site,
+        plant=plant,
+        site_city_code=supplier_site.city_code,
+        site_lat=supplier_site.lat,
+        site_lon=supplier_site.lon,
+        plant_city_code=plant.city_code,
+        plant_lat=plant.lat,
+        plant_lon=plant.lon,
         category=category,
         amount=amount,
         purchased_on=purchased_on,
@@ -114,29 +150,77 @@ def add_purchase(
         po_number=po_number,
         source=source,
         quote_id=quote_id,
-        status=PurchaseStatus.RECORDED,
+        status=PurchaseStatus.PENDING_CONFIRMATION,
+        created_by_party=created_by_party,
         created_by_id=created_by.id,
     )
     db.session.add(purchase)
     db.session.flush()  # the id is the outbox row's aggregate id
-    emit(OutboxTopic.LEDGER_RECORD, purchase.id)
+    if source is PurchaseSource.AWARD:
+        confirm_purchase(purchase, by=None, confirmation=Confirmation.AWARD)
     return purchase
 
 
-def with_subsidy_preview(purchase: Purchase) -> PurchaseView:
-    """The response of a new purchase: call it after :func:`add_purchase`, before the commit
-    (after it, the inline ledger worker may already have counted the purchase itself)."""
-    return PurchaseView(purchase, subsidy_preview=preview_for_purchase(purchase))
+def confirm_purchase(purchase: Purchase, *, by: User | None, confirmation: Confirmation) -> None:
+    """Confirm (no commit): hold it with its twins if another OEM confirmed the same supplier
+    invoice, and tell the ledger."""
+    purchase.status = PurchaseStatus.CONFIRMED
+    purchase.confirmation = confirmation
+    purchase.confirmed_at = utcnow()
+    purchase.confirmed_by_id = by.id if by is not None else None
+    twins = list(
+        db.session.scalars(
+            select(Purchase)
+            .where(
+                Purchase.supplier_org_id == purchase.supplier_org_id,
+                Purchase.invoice_number == purchase.invoice_number,
+                Purchase.oem_org_id != purchase.oem_org_id,
+                Purchase.status == PurchaseStatus.CONFIRMED,
+            )
+            .with_for_update()
+        )
+    )
+    if twins:
+        purchase.review = InvoiceReview.PENDING
+        for twin in twins:
+            if twin.review is None:
+                twin.review = InvoiceReview.PENDING
+                emit(OutboxTopic.LEDGER_REVERSE, twin.id)  # uncount it if it was counted
+    emit(OutboxTopic.LEDGER_RECORD, purchase.id)
 
 
-def ledger_statuses(purchase_ids: Sequence[int]) -> dict[int, str]:
-    """The compact ``ledger.ledger_status`` (``pending | failed | recorded | reversed``) of
-    many purchases, in one query: a page of a list costs one query, not one per purchase."""
-    if not purchase_ids:
+def with_subsidy_preview(purchase: Purchase, viewer: User) -> PurchaseView:
+    """The response of a new purchase; the preview (what counting it would change) only for
+    the buying side. Call it before the commit (after it, the inline ledger worker may already
+    have counted the purchase itself)."""
+    if viewer.role is Role.SUPPLIER:
+        return PurchaseView(purchase)
+    fact = ledger.PurchaseFact(
+        purchase_id=0,
+        oem_org_id=purchase.oem_org_id,
+        supplier_org_id=purchase.supplier_org_id,
+        site_city_code=purchase.site_city_code,
+        plant_city_code=purchase.plant_city_code,
+        site=(purchase.site_lat, purchase.site_lon),
+        plant=(purchase.plant_lat, purchase.plant_lon),
+        amount=Decimal(purchase.amount),
+        purchased_on=purchase.purchased_on,
+    )
+    return PurchaseView(purchase, subsidy_preview=ledger.preview(fact))
+
+
+def ledger_statuses(purchases: Sequence[Purchase]) -> dict[int, str]:
+    """The compact ``ledger.ledger_status`` of many purchases in one query (a page of a list
+    costs one query, not one per purchase)."""
+    if not purchases:
         return {}
 
-    def has_entry(kind: EntryKind) -> Any:
-        return exists().where(LedgerEntry.purchase_id == Purchase.id, LedgerEntry.kind == kind)
+    def entries(kind: EntryKind) -> Any:
+        return (
+            select(func.count())
+            .where(LedgerEntry.purchase_id == Purchase.id, LedgerEntry.kind == kind)
+            .scalar_subquery()
+        )
 
     dead = exists().where(
         OutboxEvent.status == OutboxStatus.DEAD,
@@ -146,20 +230,23 @@ def ledger_statuses(purchase_ids: Sequence[int]) -> dict[int, str]:
     rows = db.session.execute(
         select(
             Purchase.id,
-            has_entry(EntryKind.REVERSAL).label("reversed"),
-            has_entry(EntryKind.RECORD).label("recorded"),
+            entries(EntryKind.RECORD).label("records"),
+            entries(EntryKind.REVERSAL).label("reversals"),
             dead.label("dead"),
-        ).where(Purchase.id.in_(purchase_ids))
+        ).where(Purchase.id.in_([p.id for p in purchases]))
     )
-    # The same order of precedence as ``ledger.ledger_status``.
+    countable = {p.id: p.countable for p in purchases}
     statuses = {}
     for row in rows:
-        if row.reversed:
-            statuses[row.id] = "reversed"
-        elif row.recorded:
+        # The same order of precedence as ``ledger.ledger_status``.
+        if row.records > row.reversals:
             statuses[row.id] = "recorded"
-        else:
+        elif row.reversals:
+            statuses[row.id] = "reversed"
+        elif countable[row.id]:
             statuses[row.id] = "failed" if row.dead else "pending"
+        else:
+            statuses[row.id] = "not_counted"
     return statuses
 
 
@@ -176,54 +263,88 @@ def visible_purchases(user: User) -> ColumnElement[bool]:
     return false()
 
 
+def _party_of(user: User) -> PurchaseParty | None:
+    return {Role.BUYER: PurchaseParty.OEM, Role.SUPPLIER: PurchaseParty.SUPPLIER}.get(user.role)
+
+
+def awaiting(user: User) -> ColumnElement[bool]:
+    """Purchases waiting for the confirmation of ``user``'s organization."""
+    party = _party_of(user)
+    if party is None:
+        return false()
+    return and_(
+        Purchase.status == PurchaseStatus.PENDING_CONFIRMATION,
+        Purchase.created_by_party != party,
+    )
+
+
 # --- use cases -----------------------------------------------------------------------------------
+
+
+def _parties(user: User, data: dict[str, Any]) -> tuple[Organization, Organization, PurchaseParty]:
+    """(OEM, supplier, creating party) of a new off-platform purchase: the user's own
+    organization and the active counterparty it names."""
+    if user.role is Role.BUYER:
+        own = require_active_org(user, OrgKind.OEM, "record purchases")
+        other_field, other_kind, party = "supplier_org_id", OrgKind.SUPPLIER, PurchaseParty.OEM
+        wrong_field = "oem_org_id"
+    else:
+        own = require_active_org(user, OrgKind.SUPPLIER, "record purchases")
+        other_field, other_kind, party = "oem_org_id", OrgKind.OEM, PurchaseParty.SUPPLIER
+        wrong_field = "supplier_org_id"
+    if wrong_field in data:
+        raise ValidationFailed(
+            fields={wrong_field: ["Your own organization is implied; name the other party."]}
+        )
+    if other_field not in data:
+        raise ValidationFailed(fields={other_field: ["Missing data for required field."]})
+    other = db.session.scalar(
+        select(Organization).where(
+            Organization.id == data[other_field],
+            Organization.kind == other_kind,
+            Organization.status == OrgStatus.ACTIVE,
+        )
+    )
+    if other is None:
+        raise ValidationFailed(
+            fields={other_field: [f"No active {other_kind.value} organization with this id."]}
+        )
+    return (own, other, party) if party is PurchaseParty.OEM else (other, own, party)
 
 
 def record_purchase(
     user: User, data: dict[str, Any], idempotency_key: str | None = None
 ) -> idempotency.StoredResponse:
-    """A buyer records an off-platform purchase, answered with its subsidy preview; a repeated
-    Idempotency-Key replays the first answer (preview included, as it was computed then).
+    """Either party records an off-platform purchase; it waits for the other party's
+    confirmation. A buyer's answer previews its subsidy effect; a repeated Idempotency-Key
+    replays the first answer.
 
     The answer is serialised once, before the commit, and sent as it is: serialising it again
     after the commit would reload the purchase and both organizations (three more queries).
     """
-    org = require_active_org(user, OrgKind.OEM, "record purchases")
+    if user.role not in (Role.BUYER, Role.SUPPLIER):
+        raise Forbidden("Only buyers and suppliers record purchases.")
     request = idempotency.idempotent_request(user, RECORD_ENDPOINT, idempotency_key, data)
     if request and (stored := idempotency.find_replay(request)):
         return stored
-
-    supplier = db.session.scalar(
-        select(Organization).where(
-            Organization.id == data["supplier_org_id"],
-            Organization.kind == OrgKind.SUPPLIER,
-            Organization.status == OrgStatus.ACTIVE,
-        )
+    oem, supplier, party = _parties(user, data)
+    site = usable_site(
+        data["supplier_site_id"], supplier.id, "supplier_site_id", "a site of this supplier"
     )
-    if supplier is None:
-        raise ValidationFailed(fields={"supplier_org_id": ["No active supplier with this id."]})
-    site = db.session.scalar(
-        select(Site).where(Site.id == data["supplier_site_id"], Site.organization_id == supplier.id)
-    )
-    if site is None:
-        raise ValidationFailed(fields={"supplier_site_id": ["Not a site of this supplier."]})
-    plant = db.session.scalar(
-        select(Site).where(Site.id == data["plant_id"], Site.organization_id == org.id)
-    )
-    if plant is None:
-        raise ValidationFailed(fields={"plant_id": ["No plant with this id in your organization."]})
-    if invoice_taken(supplier.id, data["invoice_number"]):
+    plant = usable_site(data["plant_id"], oem.id, "plant_id", "a plant of this OEM")
+    if plant.kind is not SiteKind.PLANT:
+        raise ValidationFailed(fields={"plant_id": ["Not a plant of this OEM."]})
+    if invoice_taken(oem.id, supplier.id, data["invoice_number"]):
         # A twin with this key may have committed since the first look: answer as it did.
         if request and (stored := idempotency.find_replay(request)):
             return stored
         raise duplicate_invoice()
-
     try:
         purchase = add_purchase(
-            oem_org_id=org.id,
+            oem_org_id=oem.id,
             supplier_org_id=supplier.id,
-            supplier_site_id=site.id,
-            plant_id=plant.id,
+            supplier_site=site,
+            plant=plant,
             category=data["category"],
             amount=data["amount"],
             purchased_on=data["purchased_on"],
@@ -231,8 +352,10 @@ def record_purchase(
             po_number=data.get("po_number"),
             source=PurchaseSource.DIRECT,
             created_by=user,
+            created_by_party=party,
         )
-        body = PurchaseRecordedSchema().dump(with_subsidy_preview(purchase))
+        purchase.oem, purchase.supplier = oem, supplier
+        body = PurchaseRecordedSchema().dump(with_subsidy_preview(purchase, user))
         if request:
             idempotency.remember(request, 201, body)
         commit()
@@ -245,15 +368,81 @@ def record_purchase(
     return idempotency.StoredResponse(201, body, replayed=False)
 
 
+def _locked_purchase(user: User, purchase_id: int) -> Purchase:
+    check_id(purchase_id, "Purchase")
+    purchase = db.session.scalar(
+        select(Purchase)
+        .where(Purchase.id == purchase_id, visible_purchases(user))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if purchase is None:
+        raise NotFound("Purchase not found.")
+    return purchase
+
+
+def _require_counterparty(user: User, purchase: Purchase, doing: str) -> None:
+    if _party_of(user) is None:
+        raise Forbidden(f"Only the parties of a purchase can {doing} it.")
+    if purchase.created_by_party is _party_of(user):
+        raise Forbidden(
+            f"Your organization recorded this purchase; the other party must {doing} it."
+        )
+    if purchase.status is not PurchaseStatus.PENDING_CONFIRMATION:
+        raise Conflict(f"This purchase is {purchase.status.value}: there is nothing to {doing}.")
+
+
+def purchase_confirm(user: User, purchase_id: int) -> PurchaseView:
+    """The other party confirms an off-platform purchase; the ledger then counts it."""
+    purchase = _locked_purchase(user, purchase_id)
+    _require_counterparty(user, purchase, "confirm")
+    confirm_purchase(purchase, by=user, confirmation=Confirmation.COUNTERPARTY)
+    commit()
+    return PurchaseView(purchase)
+
+
+def purchase_dispute(user: User, purchase_id: int, reason: str) -> PurchaseView:
+    """The other party disputes an off-platform purchase; it never reaches the ledger."""
+    purchase = _locked_purchase(user, purchase_id)
+    _require_counterparty(user, purchase, "dispute")
+    purchase.status = PurchaseStatus.DISPUTED
+    purchase.disputed_at = utcnow()
+    purchase.disputed_by_id = user.id
+    purchase.dispute_reason = reason
+    commit()
+    return PurchaseView(purchase)
+
+
+def purchase_review(user: User, purchase_id: int, decision: str, reason: str) -> PurchaseView:
+    """An auditor releases (the ledger may count it) or rejects (never) a purchase held for a
+    duplicate invoice."""
+    purchase = _locked_purchase(user, purchase_id)
+    if purchase.review is not InvoiceReview.PENDING or purchase.status is not (
+        PurchaseStatus.CONFIRMED
+    ):
+        raise Conflict("This purchase is not waiting for an invoice review.")
+    purchase.review = InvoiceReview.RELEASED if decision == "release" else InvoiceReview.REJECTED
+    purchase.reviewed_at = utcnow()
+    purchase.reviewed_by_id = user.id
+    purchase.review_reason = reason
+    emit(OutboxTopic.LEDGER_RECORD, purchase.id)
+    commit()
+    return PurchaseView(purchase)
+
+
 def purchase_get(user: User, purchase_id: int) -> PurchaseView:
-    """One purchase the user may see (404 otherwise), with its ledger status and entries."""
+    """One purchase the user may see (404 otherwise), with its ledger status and entries
+    (the verdict only, for the supplier)."""
     check_id(purchase_id, "Purchase")
     purchase = db.session.scalar(
         select(Purchase).where(Purchase.id == purchase_id, visible_purchases(user))
     )
     if purchase is None:
         raise NotFound("Purchase not found.")
-    return PurchaseView(purchase, ledger=ledger.ledger_status(purchase.id))
+    confidential = user.role is Role.SUPPLIER
+    return PurchaseView(
+        purchase, ledger=ledger.ledger_status(purchase.id, confidential=confidential)
+    )
 
 
 def purchase_list(user: User, query: dict[str, Any]) -> Page:
@@ -277,27 +466,40 @@ def purchase_list(user: User, query: dict[str, Any]) -> Page:
         stmt = stmt.where(Purchase.status == PurchaseStatus(query["status"]))
     if "source" in query:
         stmt = stmt.where(Purchase.source == PurchaseSource(query["source"]))
+    if query.get("awaiting") == "me":
+        stmt = stmt.where(awaiting(user))
+    if "review" in query:
+        if user.role not in (Role.AUDITOR, Role.ADMIN):
+            raise ValidationFailed(fields={"review": ["Only auditors and admins filter by it."]})
+        stmt = stmt.where(
+            Purchase.review == InvoiceReview(query["review"]),
+            Purchase.status == PurchaseStatus.CONFIRMED,
+        )
     stmt = stmt.order_by(*order_by(query["sort"], _SORT_COLUMNS, Purchase.id))
     page = paginate(stmt, query["page"], query["per_page"])
-    statuses = ledger_statuses([purchase.id for purchase in page.items])
+    statuses = ledger_statuses(page.items)
     page.items = [PurchaseView(p, ledger_status=statuses[p.id]) for p in page.items]
     return page
 
 
 def purchase_cancel(user: User, purchase_id: int, reason: str) -> Purchase:
-    """Cancel a recorded purchase (its buyer's organization or an admin); the ledger reverses it."""
-    check_id(purchase_id, "Purchase")
-    query = select(Purchase).where(Purchase.id == purchase_id, visible_purchases(user))
-    if user.role is not Role.ADMIN:
-        query = query.where(Purchase.oem_org_id == user.organization_id)
-    purchase = db.session.scalar(query.with_for_update().execution_options(populate_existing=True))
-    if purchase is None:
-        raise NotFound("Purchase not found.")
-    if purchase.status is not PurchaseStatus.RECORDED:
-        raise Conflict("This purchase is already cancelled.")
+    """Cancel a purchase: its buyer's organization or an admin, any time; a supplier, one it
+    recorded itself while unconfirmed. A counted purchase is reversed by the ledger."""
+    purchase = _locked_purchase(user, purchase_id)
+    if user.role is Role.SUPPLIER and not (
+        purchase.created_by_party is PurchaseParty.SUPPLIER
+        and purchase.status is PurchaseStatus.PENDING_CONFIRMATION
+    ):
+        raise Forbidden("A supplier may only withdraw an unconfirmed purchase it recorded.")
+    if user.role is Role.AUDITOR:
+        raise Forbidden("Auditors do not cancel purchases.")
+    if purchase.status in (PurchaseStatus.CANCELLED, PurchaseStatus.DISPUTED):
+        raise Conflict(f"This purchase is already {purchase.status.value}.")
+    was_confirmed = purchase.status is PurchaseStatus.CONFIRMED
     purchase.status = PurchaseStatus.CANCELLED
-    purchase.cancelled_at = now()
+    purchase.cancelled_at = utcnow()
     purchase.cancel_reason = reason
-    emit(OutboxTopic.LEDGER_REVERSE, purchase.id)
+    if was_confirmed:
+        emit(OutboxTopic.LEDGER_REVERSE, purchase.id)
     commit()
     return purchase

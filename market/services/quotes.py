@@ -22,6 +22,7 @@ from sqlalchemy.orm import selectinload
 from market.database import CENT
 from market.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from market.extensions import db
+from market.geo import haversine_km
 from market.models import (
     CertStatus,
     Demand,
@@ -29,6 +30,7 @@ from market.models import (
     Organization,
     OrgKind,
     OrgStatus,
+    PurchaseParty,
     PurchaseSource,
     Quote,
     QuoteStatus,
@@ -109,6 +111,21 @@ def _not_eligible(demand: Demand) -> Forbidden:
     )
 
 
+def _require_within_radius(site: Site, demand: Demand, field: str) -> None:
+    """The site a quote ships from must be within the demand's radius of its plant (the
+    supplier may have other, nearer sites: eligibility alone does not vouch for this one)."""
+    distance = haversine_km(site.lat, site.lon, demand.plant.lat, demand.plant.lon)
+    if distance > demand.radius_km:
+        raise ValidationFailed(
+            fields={
+                field: [
+                    f"This site is {distance:.1f} km from the plant, outside the demand's "
+                    f"{demand.radius_km} km radius."
+                ]
+            }
+        )
+
+
 # --- use cases -----------------------------------------------------------------------------------
 
 
@@ -136,6 +153,7 @@ def quote_create(user: User, demand_id: int, data: dict[str, Any]) -> Quote:
         raise ValidationFailed(
             fields={"site_id": ["No active site with this id in your organization."]}
         )
+    _require_within_radius(site, demand, "site_id")
     quote = Quote(
         demand=demand,
         organization=org,
@@ -234,8 +252,16 @@ def quote_award(user: User, quote_id: int, data: dict[str, Any]) -> PurchaseView
     if amount > MAX_AMOUNT:
         raise Conflict(f"The quote's total {amount} exceeds the largest purchase, {MAX_AMOUNT}.")
     invoice_number = data["invoice_number"]
-    if invoice_taken(quote.organization_id, invoice_number):
+    if invoice_taken(demand.organization_id, quote.organization_id, invoice_number):
         raise duplicate_invoice()
+    # The quote's site may have moved or been deactivated since it quoted: the purchase
+    # freezes the site as it is now, so it must still be active and within the radius.
+    site = db.session.get(Site, quote.site_id)
+    if site is None or not site.active:
+        raise ValidationFailed(
+            fields={"quote": ["The quote's shipping site is deactivated; ask for a new quote."]}
+        )
+    _require_within_radius(site, demand, "quote")
 
     apply_transition(demand, "award")
     quote.status = QuoteStatus.AWARDED
@@ -253,8 +279,8 @@ def quote_award(user: User, quote_id: int, data: dict[str, Any]) -> PurchaseView
         purchase = add_purchase(
             oem_org_id=demand.organization_id,
             supplier_org_id=quote.organization_id,
-            supplier_site_id=quote.site_id,
-            plant_id=demand.plant_id,
+            supplier_site=site,
+            plant=demand.plant,
             category=demand.category,
             amount=amount,
             purchased_on=data.get("purchased_on") or today(),
@@ -262,9 +288,10 @@ def quote_award(user: User, quote_id: int, data: dict[str, Any]) -> PurchaseView
             po_number=data.get("po_number"),
             source=PurchaseSource.AWARD,
             created_by=user,
+            created_by_party=PurchaseParty.OEM,
             quote_id=quote.id,
         )
-        view = with_subsidy_preview(purchase)
+        view = with_subsidy_preview(purchase, user)
         commit()
     except IntegrityError:
         rollback()

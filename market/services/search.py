@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Collection
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any, TypeVar
 
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from market.clock import business_today
 from market.errors import NotFound, ServiceUnavailable, ValidationFailed
 from market.extensions import db
 from market.models import Demand, Organization, OrgKind, OrgStatus, Role, User
@@ -44,8 +45,8 @@ _database = DatabaseSearchBackend()
 
 
 def today() -> date:
-    """The date certifications are checked against (UTC, like every timestamp here)."""
-    return datetime.now(UTC).date()
+    """The date certifications are checked against: the Asia/Shanghai business date."""
+    return business_today()
 
 
 def demand_matches(user: User, demand_id: int, page: int, per_page: int) -> dict[str, Any]:

@@ -1,0 +1,440 @@
+"""Reading the ledger: entry pages and CSV (same columns), per-OEM positions, a purchase's
+place in the ledger, and the preview of a purchase not counted yet (nothing here writes)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, case, func, select
+from sqlalchemy.orm import aliased
+
+from market.extensions import db
+from market.ledger.append import PurchaseFact, load_book
+from market.ledger.policy import policy_for_year
+from market.ledger.rules import METRE, ZERO, Position, decide_near_shore, money
+from market.models import (
+    EntryKind,
+    LedgerEntry,
+    Organization,
+    OutboxEvent,
+    OutboxStatus,
+    OutboxTopic,
+    Purchase,
+)
+from market.services.pagination import Page, paginate
+
+SelectT = TypeVar("SelectT", bound=Select)
+
+
+@dataclass(frozen=True)
+class LedgerFilter:
+    year: int | None = None
+    oem: int | None = None
+    supplier: int | None = None
+    city: str | None = None
+    near_shore: bool | None = None
+    kind: EntryKind | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    # An auditor's jurisdiction: entries whose plant lies in one of these city-code prefixes.
+    plant_city_prefixes: tuple[str, ...] | None = None
+
+    def apply(self, query: SelectT) -> SelectT:
+        conditions: list[ColumnElement[bool]] = []
+        if self.year is not None:
+            conditions.append(LedgerEntry.year == self.year)
+        if self.oem is not None:
+            conditions.append(LedgerEntry.oem_org_id == self.oem)
+        if self.supplier is not None:
+            conditions.append(LedgerEntry.supplier_org_id == self.supplier)
+        if self.city is not None:
+            conditions.append(LedgerEntry.supplier_city_code == self.city)
+        if self.near_shore is not None:
+            conditions.append(LedgerEntry.near_shore.is_(self.near_shore))
+        if self.kind is not None:
+            conditions.append(LedgerEntry.kind == self.kind)
+        if self.date_from is not None:
+            conditions.append(LedgerEntry.purchased_on >= self.date_from)
+        if self.date_to is not None:
+            conditions.append(LedgerEntry.purchased_on <= self.date_to)
+        if self.plant_city_prefixes is not None:
+            conditions.append(
+                in_city_prefixes(LedgerEntry.plant_city_code, self.plant_city_prefixes)
+            )
+        return query.where(*conditions)
+
+
+def in_city_prefixes(column: Any, prefixes: tuple[str, ...]) -> ColumnElement[bool]:
+    """``column`` starts with one of ``prefixes`` (none: nothing matches)."""
+    from sqlalchemy import false, or_
+
+    if not prefixes:
+        return false()
+    return or_(*(column.startswith(prefix, autoescape=True) for prefix in prefixes))
+
+
+# The columns of an entry in JSON pages and in the CSV export, in this order.
+COLUMNS = (
+    "seq",
+    "format",
+    "cause",
+    "kind",
+    "purchase_id",
+    "invoice_number",
+    "purchased_on",
+    "year",
+    "oem_org_id",
+    "oem_uscc",
+    "oem_name",
+    "plant_city_code",
+    "supplier_org_id",
+    "supplier_uscc",
+    "supplier_name",
+    "supplier_city_code",
+    "amount",
+    "near_shore",
+    "reason_code",
+    "distance_km",
+    "policy_version",
+    "baseline",
+    "baseline_source",
+    "held",
+    "near_shore_total_before",
+    "near_shore_total",
+    "increment_total",
+    "subsidy_total",
+    "increment",
+    "subsidy",
+    "recorded_at",
+    "prev_hash",
+    "entry_hash",
+)
+_MONEY = {
+    "amount",
+    "baseline",
+    "near_shore_total_before",
+    "near_shore_total",
+    "increment_total",
+    "subsidy_total",
+    "increment",
+    "subsidy",
+}
+
+
+def _entries_query(filters: LedgerFilter) -> Select:
+    oem = aliased(Organization)
+    supplier = aliased(Organization)
+    return (
+        filters.apply(
+            select(
+                LedgerEntry,
+                Purchase.invoice_number,
+                oem.legal_name.label("oem_name"),
+                oem.uscc.label("oem_uscc"),
+                supplier.legal_name.label("supplier_name"),
+                supplier.uscc.label("supplier_uscc"),
+            )
+        )
+        .outerjoin(Purchase, Purchase.id == LedgerEntry.purchase_id)
+        .join(oem, oem.id == LedgerEntry.oem_org_id)
+        .outerjoin(supplier, supplier.id == LedgerEntry.supplier_org_id)
+        .order_by(LedgerEntry.seq)
+    )
+
+
+def entry_values(row: Any) -> dict[str, Any]:
+    """One entry as the typed values of :data:`COLUMNS` (money Decimal, None kept)."""
+    entry: LedgerEntry = row[0]
+    values: dict[str, Any] = {}
+    for name in COLUMNS:
+        value = getattr(row, name) if name in row._fields else getattr(entry, name)
+        if value is not None and name in _MONEY:
+            value = money(value)
+        elif value is not None and name == "distance_km":
+            value = Decimal(value).quantize(METRE)
+        values[name] = value
+    return values
+
+
+def ledger_page(filters: LedgerFilter, page: int, per_page: int) -> Page:
+    """One page of entries in ledger order, with the organizations' names."""
+    result = paginate(_entries_query(filters), page, per_page, rows=True)
+    result.items = [entry_values(row) for row in result.items]
+    return result
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(name: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if name == "recorded_at":
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if name == "kind":
+        return value.value
+    if isinstance(value, str) and name in ("invoice_number", "oem_name", "supplier_name"):
+        # Free text a spreadsheet must not run as a formula (OWASP CSV injection).
+        return "'" + value if value.startswith(_FORMULA_START) else value
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def ledger_csv(filters: LedgerFilter, *, chunk_rows: int = 500) -> Iterator[str]:
+    """The filtered ledger as CSV text chunks: a UTF-8 BOM (for Excel), the header, the rows."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    buffer.write("\ufeff")
+    writer.writerow(COLUMNS)
+    result = db.session.execute(_entries_query(filters).execution_options(yield_per=chunk_rows))
+    try:
+        for count, row in enumerate(result, start=1):
+            values = entry_values(row)
+            writer.writerow([_csv_cell(name, values[name]) for name in COLUMNS])
+            if count % chunk_rows == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+    finally:
+        result.close()
+    yield buffer.getvalue()
+
+
+def _org_names(org_ids: set[int]) -> dict[int, tuple[str, str]]:
+    if not org_ids:
+        return {}
+    rows = db.session.execute(
+        select(Organization.id, Organization.legal_name, Organization.uscc).where(
+            Organization.id.in_(org_ids)
+        )
+    )
+    return {row.id: (row.legal_name, row.uscc) for row in rows}
+
+
+def position_dict(position: Position) -> dict[str, Any]:
+    """An OEM's position in a year as the API shows it to the OEM and to auditors."""
+    baseline = position.baseline
+    return {
+        "near_shore_total": position.near_shore_total,
+        "baseline": baseline.amount,
+        "baseline_source": str(baseline.source),
+        "increment": position.increment,
+        "subsidy": position.subsidy,
+        "held": position.held,
+        "increment_if_declared": position.increment_if_declared,
+        "subsidy_if_declared": position.subsidy_if_declared,
+        "annual_cap": position.annual_cap,
+        "cap_left": money(position.annual_cap - position.subsidy),
+        "cap_reached": position.subsidy >= position.annual_cap,
+        "policy_version": position.policy_version,
+    }
+
+
+def ledger_summary(
+    year: int, *, oem: int | None = None, plant_city_prefixes: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """Per OEM with entries in ``year``: T, B, I*, S*, held, cap, from the entries.
+
+    I* and S* are the sums of the entries (the record), which equal the rule recomputed from
+    the counted purchases; ``consistent`` says so for each OEM (False would be a defect).
+    """
+    filters = LedgerFilter(year=year, oem=oem, plant_city_prefixes=plant_city_prefixes)
+    near = func.sum(case((LedgerEntry.near_shore.is_(True), LedgerEntry.amount), else_=ZERO))
+    query = filters.apply(
+        select(
+            LedgerEntry.oem_org_id,
+            func.count().label("entries"),
+            func.sum(LedgerEntry.amount).label("amount"),
+            near.label("near"),
+            func.sum(LedgerEntry.increment).label("increment"),
+            func.sum(LedgerEntry.subsidy).label("subsidy"),
+        )
+        .group_by(LedgerEntry.oem_org_id)
+        .order_by(LedgerEntry.oem_org_id)
+    )
+    rows = list(db.session.execute(query))
+    book = load_book({(row.oem_org_id, year) for row in rows})
+    terms, _ = policy_for_year(book.policies, year)
+    names = _org_names({row.oem_org_id for row in rows})
+    items = []
+    for row in rows:
+        position = book.position(row.oem_org_id, year)
+        increment, subsidy = money(row.increment or ZERO), money(row.subsidy or ZERO)
+        name, uscc = names.get(row.oem_org_id, (None, None))
+        items.append(
+            {
+                "oem_org_id": row.oem_org_id,
+                "oem_name": name,
+                "oem_uscc": uscc,
+                "entries": row.entries,
+                "total_amount": money(row.amount or ZERO),
+                **position_dict(position),
+                "increment": increment,
+                "subsidy": subsidy,
+                "consistent": (increment, subsidy) == (position.increment, position.subsidy),
+            }
+        )
+    totals = {
+        name: sum((item[name] for item in items), ZERO)
+        for name in ("total_amount", "near_shore_total", "increment", "subsidy")
+    }
+    return {"year": year, "policy_version": terms.version, "items": items, "totals": totals}
+
+
+def oem_position(oem: int, year: int) -> dict[str, Any]:
+    """One OEM's own position in ``year`` (what its buyers see), zero if it has no entries."""
+    book = load_book({(oem, year)})
+    return {"oem_org_id": oem, "year": year, **position_dict(book.position(oem, year))}
+
+
+def ledger_status(purchase_id: int, *, confidential: bool) -> dict[str, Any]:
+    """A purchase's place in the ledger, for ``GET /purchases/{id}``.
+
+    ``status``: ``pending`` (countable, not recorded yet), ``failed`` (its outbox row is dead:
+    an admin must look), ``recorded``, ``reversed`` or ``not_counted`` (never counted: not
+    confirmed, disputed, held or rejected). ``confidential`` (the supplier's view) keeps the
+    verdict, reason and distance and leaves out the OEM's baseline, totals and subsidy.
+    """
+    entries = list(
+        db.session.scalars(
+            select(LedgerEntry)
+            .where(LedgerEntry.purchase_id == purchase_id)
+            .order_by(LedgerEntry.seq)
+        )
+    )
+    records = [e for e in entries if e.kind is EntryKind.RECORD]
+    reversals = [e for e in entries if e.kind is EntryKind.REVERSAL]
+    purchase = db.session.get(Purchase, purchase_id)
+    if records and len(records) > len(reversals):
+        status = "recorded"
+    elif reversals:
+        status = "reversed"
+    elif purchase is not None and purchase.countable:
+        dead = db.session.scalar(
+            select(func.count())
+            .select_from(OutboxEvent)
+            .where(
+                OutboxEvent.topic == OutboxTopic.LEDGER_RECORD,
+                OutboxEvent.aggregate_id == purchase_id,
+                OutboxEvent.status == OutboxStatus.DEAD,
+            )
+        )
+        status = "failed" if dead else "pending"
+    else:
+        status = "not_counted"
+
+    def describe(entry: LedgerEntry | None) -> dict[str, Any] | None:
+        if entry is None:
+            return None
+        described: dict[str, Any] = {
+            "seq": entry.seq,
+            "entry_hash": entry.entry_hash,
+            "recorded_at": entry.recorded_at,
+            "near_shore": entry.near_shore,
+            "reason_code": entry.reason_code,
+            "distance_km": Decimal(entry.distance_km).quantize(METRE)
+            if entry.distance_km is not None
+            else None,
+            "policy_version": entry.policy_version,
+        }
+        if not confidential:
+            described |= {
+                "baseline": entry.baseline,
+                "baseline_source": entry.baseline_source,
+                "held": entry.held,
+                "increment": entry.increment,
+                "subsidy": entry.subsidy,
+            }
+        return described
+
+    return {
+        "status": status,
+        "entry": describe(records[-1] if records else None),
+        "reversal": describe(reversals[-1] if reversals else None),
+    }
+
+
+@dataclass(frozen=True)
+class SubsidyPreview:
+    """What confirming a purchase would do to its OEM's position (nothing written)."""
+
+    near_shore: bool
+    reason_code: str
+    distance_km: Decimal
+    policy_version: int
+    year: int
+    baseline: Decimal | None
+    baseline_source: str
+    held: bool
+    near_shore_total_before: Decimal
+    near_shore_total_after: Decimal
+    increment: Decimal
+    subsidy: Decimal
+    message: str
+
+
+def _yuan(amount: Decimal) -> str:
+    return f"¥{amount:,.2f}"
+
+
+def preview(fact: PurchaseFact) -> SubsidyPreview:
+    """The change to I* and S* this purchase would cause if it were counted now, from the
+    totals the worker keeps (an estimate: purchases still waiting for the worker are not in
+    them; the ledger entry is the figure that counts)."""
+    oem, year = fact.key
+    book = load_book({fact.key}, from_totals=True)
+    terms, covered = book.terms(year)
+    verdict = decide_near_shore(terms, fact.site_city_code, fact.site, fact.plant, covered=covered)
+    before = book.position(oem, year)
+    total = before.near_shore_total + (fact.amount if verdict.near_shore else ZERO)
+    after = book.position(oem, year, total)
+    increment = money(after.increment - before.increment)
+    subsidy = money(after.subsidy - before.subsidy)
+    if not verdict.near_shore:
+        message = (
+            f"not near-shore ({verdict.reason_code}, {verdict.distance_km} km from the plant): "
+            "no subsidy"
+        )
+    elif after.held:
+        message = (
+            f"near-shore; the {year} subsidy is held until the {year - 1} baseline is declared"
+        )
+    elif increment:
+        message = (
+            f"adds {_yuan(increment)} of new near-shore purchasing "
+            f"(estimated subsidy {_yuan(subsidy)}, policy v{after.policy_version})"
+        )
+    else:
+        message = (
+            f"near-shore, but adds no new near-shore purchasing ({year} total "
+            f"{_yuan(after.near_shore_total)} against a baseline of "
+            f"{_yuan(after.baseline.amount or ZERO)})"
+        )
+    return SubsidyPreview(
+        near_shore=verdict.near_shore,
+        reason_code=str(verdict.reason_code),
+        distance_km=verdict.distance_km,
+        policy_version=after.policy_version,
+        year=year,
+        baseline=after.baseline.amount,
+        baseline_source=str(after.baseline.source),
+        held=after.held,
+        near_shore_total_before=before.near_shore_total,
+        near_shore_total_after=after.near_shore_total,
+        increment=increment,
+        subsidy=subsidy,
+        message=message,
+    )
+
+
+def org_names(org_ids: set[int]) -> Mapping[int, tuple[str, str]]:
+    return _org_names(org_ids)
