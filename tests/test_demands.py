@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from market.clock import business_today
 from market.extensions import db
 from market.models import (
+    LedgerEntry,
     Demand,
     DemandState,
     IdempotencyRecord,
@@ -30,7 +32,7 @@ from market.models import (
 from market.services.demands import close_expired_demands
 from tests import factories
 
-TODAY = date.today()
+TODAY = business_today()
 HUGE_ID = 99999999999999999999
 
 
@@ -98,6 +100,7 @@ def counts() -> dict[str, int]:
         "purchases": Purchase,
         "outbox": OutboxEvent,
         "idempotency": IdempotencyRecord,
+        "entries": LedgerEntry,
     }
     return {
         name: db.session.scalar(select(func.count()).select_from(model)) or 0

@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, text
 
+from market.clock import business_today
 from market.extensions import db
 from market.models import (
     DeclaredBaseline,
@@ -527,7 +528,7 @@ def test_a_purchase_and_its_cancellation_reach_the_ledger(client, auditor):
         "plant_id": plant.id,
         "category": "chassis.braking.foundation",
         "amount": "12345.67",
-        "purchased_on": date.today().isoformat(),
+        "purchased_on": business_today().isoformat(),
         "invoice_number": "44031234-00000099",
     }
     created = client.post("/api/v1/purchases", json=body, headers=buyer)

@@ -11,19 +11,6 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import case, func, select, text
-
-from market.extensions import db
-from market.models import (
-    DeclaredBaseline,
-    EntryKind,
-    LedgerEntry,
-    LedgerTotal,
-    OrgKind,
-    PurchaseStatus,
-    SubsidyPolicy,
-)
-from market.services import ledger, subsidy
 from market.services.ledger import (
     DEFAULT_POLICY,
     GENESIS_HASH,
@@ -37,6 +24,19 @@ from market.services.ledger import (
     increment_of,
     subsidy_of,
 )
+from sqlalchemy import case, func, select, text
+
+from market.extensions import db
+from market.models import (
+    DeclaredBaseline,
+    EntryKind,
+    LedgerEntry,
+    LedgerTotal,
+    OrgKind,
+    PurchaseStatus,
+    SubsidyPolicy,
+)
+from market.services import ledger, subsidy
 from tests import factories
 from tests.factories import CHANGSHA, GUANGZHOU, SHANTOU, SHENZHEN
 

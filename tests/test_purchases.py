@@ -61,6 +61,23 @@ def record(client: Any, market: Market, user: Any = None, **changes: Any) -> Any
     )
 
 
+def confirm(client: Any, market: Market, purchase_id: int, user: Any = None) -> Any:
+    """The supplier (by default) confirms a purchase the buyer recorded."""
+    return client.post(
+        f"/api/v1/purchases/{purchase_id}/confirm",
+        headers=market.headers(user or market.supplier_user),
+    )
+
+
+def record_confirmed(client: Any, market: Market, **changes: Any) -> Any:
+    """A purchase the buyer records and the supplier confirms: the buyer's 201 answer."""
+    created = record(client, market, **changes)
+    assert created.status_code == 201, created.get_json()
+    confirmed = confirm(client, market, created.get_json()["id"])
+    assert confirmed.status_code == 200, confirmed.get_json()
+    return created
+
+
 # --- recording ----------------------------------------------------------------------------------
 
 
@@ -71,7 +88,9 @@ def test_a_buyer_records_an_off_platform_purchase(client, market):
     body = response.get_json()
     assert body["amount"] == "12345.67"
     assert body["source"] == "direct"
-    assert body["status"] == "recorded"
+    assert body["status"] == "pending_confirmation"
+    assert body["created_by_party"] == "oem"
+    assert body["confirmation"] is None
     assert body["oem_org_id"] == market.oem.id
     assert body["oem_name"] == market.oem.legal_name
     assert body["supplier_org_id"] == market.supplier.id
@@ -83,13 +102,27 @@ def test_a_buyer_records_an_off_platform_purchase(client, market):
     stored = db.session.get(Purchase, body["id"])
     assert stored.amount == Decimal("12345.67")
     assert stored.created_by_id == market.buyer.id
+    # The facts the verdict depends on are frozen on the row.
+    assert (stored.site_city_code, stored.site_lat, stored.site_lon) == (
+        market.site.city_code,
+        market.site.lat,
+        market.site.lon,
+    )
+    assert (stored.plant_lat, stored.plant_lon) == (market.plant.lat, market.plant.lon)
+    # Nothing for the ledger until the supplier confirms.
+    after = counts()
+    assert after["purchases"] == before["purchases"] + 1
+    assert after["outbox"] == before["outbox"]
+    assert after["entries"] == before["entries"]
+
+    confirmed = confirm(client, market, body["id"])
+    assert confirmed.status_code == 200, confirmed.get_json()
+    assert confirmed.get_json()["status"] == "confirmed"
+    assert confirmed.get_json()["confirmation"] == "counterparty"
     events = db.session.scalars(
         select(OutboxEvent).where(OutboxEvent.aggregate_id == body["id"])
     ).all()
     assert [(e.topic, e.aggregate_id) for e in events] == [(OutboxTopic.LEDGER_RECORD, body["id"])]
-    after = counts()
-    assert after["purchases"] == before["purchases"] + 1
-    assert after["outbox"] == before["outbox"] + 1
 
 
 @pytest.mark.parametrize(
@@ -259,8 +292,8 @@ def test_a_suspended_oems_buyer_is_signed_out(client, market):
     assert counts() == before
 
 
-@pytest.mark.parametrize("who", ["supplier_user", "auditor", "admin"])
-def test_only_buyers_record_purchases(client, market, who):
+@pytest.mark.parametrize("who", ["auditor", "admin"])
+def test_only_the_parties_record_purchases(client, market, who):
     before = counts()
     assert record(client, market, user=getattr(market, who)).status_code == 403
     assert counts() == before
@@ -425,6 +458,8 @@ def test_an_admin_may_cancel(client, market):
     [("other_buyer", 404), ("supplier_user", 403), ("auditor", 403)],
 )
 def test_others_cannot_cancel(client, market, who, status):
+    """Nobody but the buyer's organization or an admin cancels a confirmed purchase (a supplier
+    may only withdraw an unconfirmed one it recorded itself)."""
     purchase = factories.make_purchase(market.oem, market.plant, market.supplier, market.site)
     before = counts()
     response = client.post(
@@ -435,7 +470,7 @@ def test_others_cannot_cancel(client, market, who, status):
     assert response.status_code == status
     assert counts() == before
     db.session.expire_all()
-    assert db.session.get(Purchase, purchase.id).status is PurchaseStatus.RECORDED
+    assert db.session.get(Purchase, purchase.id).status is PurchaseStatus.CONFIRMED
 
 
 @pytest.mark.parametrize(
@@ -460,7 +495,7 @@ def test_a_cancellation_needs_a_plain_reason(client, market, body):
     assert response.status_code == 422
     assert counts() == before
     db.session.expire_all()
-    assert db.session.get(Purchase, purchase.id).status is PurchaseStatus.RECORDED
+    assert db.session.get(Purchase, purchase.id).status is PurchaseStatus.CONFIRMED
 
 
 # --- the subsidy preview and the ledger (TestConfig runs the ledger worker inline) -------------
@@ -495,8 +530,7 @@ def entry_row(purchase_id: int, kind: EntryKind = EntryKind.RECORD) -> LedgerEnt
 
 
 def test_a_recorded_purchase_shows_its_ledger_entry(client, market):
-    created = record(client, market)
-    assert created.status_code == 201, created.get_json()
+    created = record_confirmed(client, market)
     body = detail(client, market, created.get_json()["id"])
 
     ledger = body["ledger"]
@@ -518,16 +552,19 @@ def test_a_recorded_purchase_shows_its_ledger_entry(client, market):
     chain = client.get("/api/v1/ledger/verify", headers=market.headers(market.auditor))
     assert chain.get_json()["ok"] is True
     assert chain.get_json()["head_hash"] == entry["entry_hash"]
-    # The detail is the purchase itself plus its ledger; the supplier sees the same.
-    assert body["amount"] == "12345.67" and body["status"] == "recorded"
+    # The detail is the purchase itself plus its ledger; the supplier sees the verdict, never
+    # the OEM's baseline or subsidy.
+    assert body["amount"] == "12345.67" and body["status"] == "confirmed"
     assert "subsidy_preview" not in body
-    assert detail(client, market, body["id"], market.supplier_user)["ledger"] == ledger
+    confidential = {"baseline", "baseline_source", "held", "increment", "subsidy"}
+    seen = detail(client, market, body["id"], market.supplier_user)["ledger"]
+    assert seen["entry"] == {k: v for k, v in entry.items() if k not in confidential}
+    assert seen["status"] == "recorded"
 
 
 def test_the_preview_is_what_the_ledger_records_for_a_fresh_oems_first_purchase(client, market):
     before = db.session.scalar(select(func.count()).select_from(LedgerEntry)) or 0
-    response = record(client, market)
-    assert response.status_code == 201, response.get_json()
+    response = record_confirmed(client, market)
     body = response.get_json()
     preview = body["subsidy_preview"]
     assert preview == {
@@ -536,8 +573,11 @@ def test_the_preview_is_what_the_ledger_records_for_a_fresh_oems_first_purchase(
         "distance_km": GUANGZHOU_SHENZHEN_KM,
         "policy_version": 1,
         "year": (TODAY - timedelta(days=2)).year,
-        "baseline": "0.00",  # no purchases last year, none declared
+        "baseline": "0.00",  # on the platform all last year, no purchases then, none declared
+        "baseline_source": "platform",
+        "held": False,
         "near_shore_total_before": "0.00",
+        "near_shore_total_after": "12345.67",
         "increment": "12345.67",
         "subsidy": "123.46",
         "message": "adds ¥12,345.67 of new near-shore purchasing "
@@ -555,14 +595,12 @@ def test_the_preview_is_what_the_ledger_records_for_a_fresh_oems_first_purchase(
 
 def test_the_preview_counts_last_years_purchases_as_the_baseline(client, market):
     last_year = date(TODAY.year - 1, 6, 1)
-    first = record(client, market, amount="1000.00", purchased_on=last_year.isoformat())
-    assert first.status_code == 201, first.get_json()
+    first = record_confirmed(client, market, amount="1000.00", purchased_on=last_year.isoformat())
     assert first.get_json()["subsidy_preview"]["increment"] == "1000.00"
 
-    second = record(
+    second = record_confirmed(
         client, market, amount="1500.00", purchased_on=TODAY.isoformat(), invoice_number="INV-2"
     )
-    assert second.status_code == 201, second.get_json()
     preview = second.get_json()["subsidy_preview"]
     assert (preview["year"], preview["baseline"], preview["near_shore_total_before"]) == (
         TODAY.year,
@@ -578,7 +616,7 @@ def test_the_preview_counts_last_years_purchases_as_the_baseline(client, market)
 
 
 def test_a_cancelled_purchase_is_reversed_in_the_ledger(client, market):
-    created = record(client, market)
+    created = record_confirmed(client, market)
     purchase_id = created.get_json()["id"]
     recorded = detail(client, market, purchase_id)["ledger"]["entry"]
     cancel = client.post(
@@ -612,6 +650,8 @@ def test_a_supplier_site_outside_guangdong_is_out_of_province(client, market):
     site = factories.make_site(hunan, at=factories.CHANGSHA)
     response = record(client, market, supplier_org_id=hunan.id, supplier_site_id=site.id)
     assert response.status_code == 201, response.get_json()
+    hunan_user = factories.make_user(hunan)
+    assert confirm(client, market, response.get_json()["id"], hunan_user).status_code == 200
     preview = response.get_json()["subsidy_preview"]
     assert (preview["near_shore"], preview["reason_code"], preview["distance_km"]) == (
         False,
@@ -660,8 +700,9 @@ def test_a_purchase_not_recorded_yet_is_pending_and_a_dead_one_failed(client, ma
 
 
 def test_list_items_carry_the_compact_ledger_status(client, market):
-    recorded = record(client, market, invoice_number="INV-A").get_json()["id"]
-    reversed_ = record(client, market, invoice_number="INV-B").get_json()["id"]
+    recorded = record_confirmed(client, market, invoice_number="INV-A").get_json()["id"]
+    reversed_ = record_confirmed(client, market, invoice_number="INV-B").get_json()["id"]
+    unconfirmed = record(client, market, invoice_number="INV-C").get_json()["id"]
     client.post(
         f"/api/v1/purchases/{reversed_}/cancel",
         json={"reason": "typo"},
@@ -685,6 +726,7 @@ def test_list_items_carry_the_compact_ledger_status(client, market):
     assert [(p["id"], p["ledger_status"]) for p in items] == [
         (recorded, "recorded"),
         (reversed_, "reversed"),
+        (unconfirmed, "not_counted"),
         (pending.id, "pending"),
         (failed.id, "failed"),
     ]

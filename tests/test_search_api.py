@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 
+from market.clock import business_today
 from market.models import OrgKind, OrgStatus, Role
 from search import spec
 from tests import factories
@@ -165,7 +166,9 @@ def test_search_near_a_point_orders_by_distance(client, market):
 
 def test_search_certification_filter_needs_a_certificate_valid_today(client, market):
     near, mid, _ = market["suppliers"]
-    factories.make_certification(near, "iso-26262", valid_until=date.today() - timedelta(days=1))
+    factories.make_certification(
+        near, "iso-26262", valid_until=business_today() - timedelta(days=1)
+    )
     factories.make_certification(mid, "iso-26262")
     body = search(client, market["buyer"], "cert=iatf-16949&cert=iso-26262").get_json()
     assert [i["supplier"]["id"] for i in body["items"]] == [mid.id]

@@ -28,6 +28,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import selectinload
 
 from market import refdata
+from market.clock import business_today
 from market.extensions import db
 from market.models import (
     Capability,
@@ -44,7 +45,7 @@ from search.database import DatabaseSearchBackend
 from tests import factories
 from tests.conftest import RUN_ID
 
-TODAY = date.today()
+TODAY = business_today()
 STANDARDS = ("iatf-16949", "iso-9001", "iso-26262", "aec-q100")
 # Whole words and phrases, none a substring of another, so text search means the same in SQL
 # (substring) and in Elasticsearch (standard analyzer, phrase per term).

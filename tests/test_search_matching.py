@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 
+from market.clock import business_today
 from market.extensions import db
 from market.models import CertStatus, Organization, OrgKind, OrgStatus
 from search import spec
@@ -16,7 +17,7 @@ from search.database import DatabaseSearchBackend
 from tests import factories
 from tests.conftest import RUN_ID
 
-TODAY = date.today()
+TODAY = business_today()
 PLANT = factories.GUANGZHOU
 NEED_BY = TODAY + timedelta(days=90)
 

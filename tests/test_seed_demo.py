@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from market import refdata, uscc
+from market.clock import business_today
 from market.models import (
     Capability,
     Certification,
@@ -118,7 +118,7 @@ def test_seed_demo_builds_a_plausible_world(app, db_session):
     certs = db_session.scalars(
         select(Certification).where(Certification.organization_id.in_(ids))
     ).all()
-    today = date.today()
+    today = business_today()
     standards = refdata.standards()
     for cert in certs:
         assert cert.standard in standards

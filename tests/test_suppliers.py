@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from market.clock import business_today
 from market.models import (
     Capability,
     Certification,
@@ -111,7 +112,7 @@ def site_body(**overrides: Any) -> dict[str, Any]:
 
 
 def cert_body(**overrides: Any) -> dict[str, Any]:
-    today = date.today()
+    today = business_today()
     body = {
         "standard": "iatf-16949",
         "number": "0455-IATF-0001",

@@ -7,12 +7,13 @@ its own, which is still "authorized") and tenant A's succeed or meet the object'
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
+from market.clock import business_today
 from tests.authz.rules import SIGNED_IN, Rule
 
 DEMAND = "/api/v1/demands/{demand_a}"
-IN_A_MONTH = (date.today() + timedelta(days=30)).isoformat()
+IN_A_MONTH = (business_today() + timedelta(days=30)).isoformat()
 
 DEMAND_BODY = {
     "plant_id": "{plant_a}",
@@ -35,7 +36,7 @@ PURCHASE_BODY = {
     "plant_id": "{plant_a}",
     "category": "chassis.braking",
     "amount": "12345.67",
-    "purchased_on": date.today().isoformat(),
+    "purchased_on": business_today().isoformat(),
     "invoice_number": "INV-AUTHZ-0001",
 }
 BUYERS = frozenset({"buyer_a", "buyer_b"})

@@ -76,7 +76,7 @@ def build_world() -> World:
         unit_price=factories.Decimal("12.50"),
         quantity=1000,
         lead_time_days=30,
-        valid_until=factories.date.today() + factories.timedelta(days=30),
+        valid_until=factories.business_today() + factories.timedelta(days=30),
     )
     factories.db.session.add(quote_a)
     purchase_a = factories.make_purchase(oem_a, plant_a, sup_a, site_a)

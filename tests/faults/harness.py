@@ -34,6 +34,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from market.clock import business_today
 from market.extensions import db
 from market.models import (
     OrgKind,
@@ -380,7 +381,7 @@ def purchase_body(world: World, n: int, supplier: Supplier | None = None) -> dic
         "plant_id": world.plant_id,
         "category": "chassis.braking.foundation",
         "amount": f"{1000 + n}.{n % 100:02d}",
-        "purchased_on": (date.today() - timedelta(days=1 + n % 20)).isoformat(),
+        "purchased_on": (business_today() - timedelta(days=1 + n % 20)).isoformat(),
         "invoice_number": f"FLT-{uuid.uuid4().hex[:12].upper()}",
         "po_number": f"PO-{n:06d}",
     }

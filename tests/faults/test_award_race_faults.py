@@ -11,12 +11,13 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
+from market.clock import business_today
 from market.extensions import db
 from market.models import Demand, Organization, Purchase, Quote, Site
 from tests import factories
@@ -64,7 +65,7 @@ def test_twenty_concurrent_awards_over_http(
                 unit_price=Decimal("12.35"),
                 quantity=100 + run,
                 lead_time_days=21,
-                valid_until=date.today() + timedelta(days=30),
+                valid_until=business_today() + timedelta(days=30),
             )
             for supplier in world.suppliers
         ]
