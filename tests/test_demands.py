@@ -15,10 +15,10 @@ from sqlalchemy import func, select
 from market.clock import business_today
 from market.extensions import db
 from market.models import (
-    LedgerEntry,
     Demand,
     DemandState,
     IdempotencyRecord,
+    LedgerEntry,
     Organization,
     OrgKind,
     OrgStatus,

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from market.extensions import db
 from market.models import IdempotencyRecord, OutboxEvent, OutboxTopic, Purchase
-from market.services import subsidy
+from market.services.purchases import with_subsidy_preview
 from market.services.idempotency import fingerprint
 from tests import factories
 from tests import test_demands as shared
@@ -50,10 +50,17 @@ def test_a_replay_returns_the_subsidy_preview_as_first_computed(client, market):
     assert first.status_code == 201, first.get_json()
     preview = first.get_json()["subsidy_preview"]
     assert (preview["near_shore_total_before"], preview["increment"]) == ("0.00", "12345.67")
-    # The worker has recorded the purchase since: a preview computed now would count it.
+    # The supplier confirmed and the worker recorded the purchase since: a preview computed
+    # now would count it.
+    confirmed = client.post(
+        f"/api/v1/purchases/{first.get_json()['id']}/confirm",
+        headers=market.headers(market.supplier_user),
+    )
+    assert confirmed.status_code == 200, confirmed.get_json()
     purchase = db.session.get(Purchase, first.get_json()["id"])
     assert purchase is not None
-    assert subsidy.preview_for_purchase(purchase).near_shore_total_before == Decimal("12345.67")
+    now = with_subsidy_preview(purchase, market.buyer).subsidy_preview
+    assert now is not None and now.near_shore_total_before == Decimal("12345.67")
     again = post(client, market, "k-preview")
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json() == first.get_json()

@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, text
 
+from market import ledger
 from market.clock import business_today
 from market.extensions import db
 from market.models import (
@@ -24,7 +25,6 @@ from market.models import (
     Role,
     SubsidyPolicy,
 )
-from market.services import ledger
 from tests import factories
 from tests.factories import GUANGZHOU, SHANTOU, SHENZHEN
 
@@ -70,10 +70,10 @@ def recorded(db_session):
         for o, p, s, site, a, on in rows
     ]
     for purchase in purchases:
-        ledger.record_purchase(purchase.id)
+        ledger.sync_purchase(purchase.id)
     purchases[2].status = PurchaseStatus.CANCELLED
     db.session.flush()
-    ledger.reverse_purchase(purchases[2].id)
+    ledger.sync_purchase(purchases[2].id)
     db.session.flush()
     return {"oem_a": oem_a, "oem_b": oem_b, "near": near, "far": far, "purchases": purchases}
 
@@ -415,7 +415,7 @@ def test_declare_a_baseline_then_the_ledger_uses_it(client, admin, auditor):
     purchase = factories.make_purchase(
         oem, plant, supplier, site, amount="7000.00", purchased_on=date(2026, 1, 2)
     )
-    ledger.record_purchase(purchase.id)
+    ledger.sync_purchase(purchase.id)
     db.session.flush()
     summary = client.get("/api/v1/ledger/summary?year=2026", headers=auditor).get_json()
     item = summary["items"][0]

@@ -28,6 +28,7 @@ from redis import Redis
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from market import ledger
 from market.extensions import db
 from market.models import (
     CertStatus,
@@ -44,7 +45,6 @@ from market.models import (
     PurchaseStatus,
     Role,
 )
-from market.services import ledger
 from tests import factories
 from tests.conftest import RUN_ID, _empty_all_tables, make_test_app
 from tests.factories import GUANGZHOU, SHANTOU, SHENZHEN

@@ -11,6 +11,7 @@ from market.ledger.append import (
     acquire_ledger_lock,
     load_book,
     settle_year,
+    sync_purchase,
     sync_purchases,
 )
 from market.ledger.chain import (
@@ -71,6 +72,7 @@ __all__ = [
     "position_of",
     "preview",
     "settle_year",
+    "sync_purchase",
     "sync_purchases",
     "verify_chain",
 ]

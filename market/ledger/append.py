@@ -441,6 +441,12 @@ def sync_purchases(purchase_ids: Sequence[int]) -> list[AppendOutcome]:
     return outcomes
 
 
+def sync_purchase(purchase_id: int) -> AppendOutcome:
+    """Lock and sync one purchase (no commit): what the worker does for one outbox row."""
+    acquire_ledger_lock()
+    return sync_purchases([purchase_id])[0]
+
+
 def settle_year(oem: int, year: int) -> list[int]:
     """Adjust (oem, year) to its baseline now (after a declaration; under the lock)."""
     appender = _Appender(load_book({(oem, year)}, seed_policy=True))

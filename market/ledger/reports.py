@@ -296,7 +296,7 @@ def oem_position(oem: int, year: int) -> dict[str, Any]:
     return {"oem_org_id": oem, "year": year, **position_dict(book.position(oem, year))}
 
 
-def ledger_status(purchase_id: int, *, confidential: bool) -> dict[str, Any]:
+def ledger_status(purchase_id: int, *, confidential: bool = False) -> dict[str, Any]:
     """A purchase's place in the ledger, for ``GET /purchases/{id}``.
 
     ``status``: ``pending`` (countable, not recorded yet), ``failed`` (its outbox row is dead:

@@ -23,8 +23,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
+from market import ledger
 from market.extensions import db
-from market.services import ledger
 from tests.conftest import _empty_all_tables, make_test_app
 from tests.faults.harness import (
     REPORT,

@@ -25,9 +25,9 @@ import time
 from typing import Any
 
 import pytest
-from market.services.ledger import LEDGER_LOCK_KEY
 from sqlalchemy import Connection, text
 
+from market.ledger.append import LEDGER_LOCK_KEY
 from tests.conftest import USE_POSTGRES
 from tests.faults.conftest import Stack, StackFactory
 from tests.faults.harness import alive, build_world, insert_purchases, work_horse_of
