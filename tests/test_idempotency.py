@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from market.extensions import db
 from market.models import IdempotencyRecord, OutboxEvent, OutboxTopic, Purchase
-from market.services.purchases import with_subsidy_preview
 from market.services.idempotency import fingerprint
+from market.services.purchases import with_subsidy_preview
 from tests import factories
 from tests import test_demands as shared
 from tests.conftest import USE_POSTGRES

@@ -113,6 +113,26 @@ def baselines_list(oem_org_id: int | None, year: int | None) -> None:
         click.echo(f"oem={b.oem_org_id}\t{b.year}\t{b.amount}\t{b.note or ''}")
 
 
+@baselines_cli.command("settle")
+def baselines_settle() -> None:
+    """Bring every (OEM, year) of the ledger to the v2 rule with adjustment entries (after
+    migration 0009: the positions written under v1 are settled in the open, in the chain)."""
+    from sqlalchemy import select
+
+    from market.extensions import db
+    from market.ledger import acquire_ledger_lock, settle_year
+    from market.models import LedgerEntry
+    from market.services.unit_of_work import commit
+
+    acquire_ledger_lock()
+    keys = db.session.execute(
+        select(LedgerEntry.oem_org_id, LedgerEntry.year).distinct().order_by("oem_org_id", "year")
+    ).all()
+    appended = [seq for oem, year in keys for seq in settle_year(oem, year)]
+    commit()
+    click.echo(f"{len(keys)} (OEM, year) positions checked; {len(appended)} adjustments appended")
+
+
 @outbox_cli.command("list")
 @click.option(
     "--status",

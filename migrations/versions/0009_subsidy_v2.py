@@ -18,7 +18,7 @@ What this migration assumes, and what it does not do:
   the immutability trigger is dropped for the duration of this migration and created again.
 - Nothing is recomputed here. The v1 rule computed increments in arrival order; the first v2
   append for an (OEM, year) with v1 entries appends a ``SETTLED`` adjustment that brings that
-  year's sums to the v2 figures, visibly, in the chain (``flask ledger settle`` does it for all).
+  year's sums to the v2 figures, visibly, in the chain (``flask baselines settle`` does it for all at once).
 """
 
 import sqlalchemy as sa

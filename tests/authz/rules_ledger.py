@@ -7,6 +7,7 @@ from tests.authz.rules import Rule
 
 READERS = frozenset({"auditor", "admin"})
 ADMIN = frozenset({"admin"})
+BUYERS = frozenset({"buyer_a", "buyer_b"})
 
 # Exact decimals are JSON strings (a JSON number is refused with 422).
 POLICY_BODY = {
@@ -22,7 +23,9 @@ RULES = [
     Rule("GET", "/api/v1/ledger", READERS),
     Rule("GET", "/api/v1/ledger", READERS, query="format=csv&year=2026"),
     Rule("GET", "/api/v1/ledger", READERS, query="oem=1&near_shore=true&format=json"),
-    Rule("GET", "/api/v1/ledger/summary", READERS, query="year=2026"),
+    # Buyers read their own organization's row (the use case scopes it).
+    Rule("GET", "/api/v1/ledger/summary", READERS | BUYERS, query="year=2026"),
+    Rule("GET", "/api/v1/ledger/position", BUYERS, query="year=2026"),
     Rule("GET", "/api/v1/ledger/verify", READERS),
     Rule("GET", "/api/v1/policies", READERS),
     Rule("POST", "/api/v1/policies", ADMIN, body=POLICY_BODY),

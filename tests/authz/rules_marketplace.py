@@ -39,7 +39,17 @@ PURCHASE_BODY = {
     "purchased_on": business_today().isoformat(),
     "invoice_number": "INV-AUTHZ-0001",
 }
+SUPPLIER_PURCHASE_BODY = {
+    "oem_org_id": "{oem_a}",
+    "supplier_site_id": "{site_a}",
+    "plant_id": "{plant_a}",
+    "category": "chassis.braking",
+    "amount": "12345.67",
+    "purchased_on": business_today().isoformat(),
+    "invoice_number": "INV-AUTHZ-0003",
+}
 BUYERS = frozenset({"buyer_a", "buyer_b"})
+SUPPLIERS = frozenset({"supplier_a", "supplier_b"})
 # Demand A is open: its OEM's buyer, both suppliers (open demands are public to suppliers),
 # the auditor and the admin see it; buyer B does not.
 DEMAND_A_READERS = SIGNED_IN - {"buyer_b"}
@@ -64,9 +74,28 @@ RULES = [
         frozenset({"buyer_a"}),
         body={"invoice_number": "INV-AUTHZ-0002", "po_number": "PO-1"},
     ),
+    # Suppliers may record too (naming the OEM); buyer B and supplier B meet the use case's
+    # checks of the ids (422), not a 403.
     Rule("POST", "/api/v1/purchases", BUYERS, body=PURCHASE_BODY),
+    Rule("POST", "/api/v1/purchases", SUPPLIERS, body=SUPPLIER_PURCHASE_BODY),
     Rule("GET", "/api/v1/purchases", SIGNED_IN),
-    Rule("GET", "/api/v1/purchases", SIGNED_IN, query="year=2026&status=recorded&sort=-amount"),
+    Rule("GET", "/api/v1/purchases", SIGNED_IN, query="year=2026&status=confirmed&sort=-amount"),
+    Rule("GET", "/api/v1/purchases", SIGNED_IN, query="awaiting=me"),
+    # Purchase A is confirmed: its supplier meets "nothing to confirm" (409); buyer A, who
+    # recorded it, is refused (403) as are the others (404 / 403).
+    Rule("POST", "/api/v1/purchases/{purchase_a}/confirm", frozenset({"supplier_a"})),
+    Rule(
+        "POST",
+        "/api/v1/purchases/{purchase_a}/dispute",
+        frozenset({"supplier_a"}),
+        body={"reason": "Never shipped"},
+    ),
+    Rule(
+        "POST",
+        "/api/v1/purchases/{purchase_a}/review",
+        frozenset({"auditor", "admin"}),
+        body={"decision": "release", "reason": "Checked"},
+    ),
     Rule(
         "GET",
         "/api/v1/purchases/{purchase_a}",

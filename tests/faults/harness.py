@@ -37,14 +37,17 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from market.clock import business_today
 from market.extensions import db
 from market.models import (
+    Confirmation,
     OrgKind,
     OutboxEvent,
     OutboxStatus,
     OutboxTopic,
     Purchase,
+    PurchaseParty,
     PurchaseSource,
     PurchaseStatus,
     Role,
+    Site,
 )
 from tests import factories
 from tests.factories import GUANGZHOU, SHANTOU, SHENZHEN
@@ -387,9 +390,37 @@ def purchase_body(world: World, n: int, supplier: Supplier | None = None) -> dic
     }
 
 
+def _frozen_facts(engine: Engine, world: World) -> dict[int, dict[str, Any]]:
+    """Per supplier site of the world: the frozen columns a purchase from it carries."""
+    with engine.connect() as conn:
+        sites = {row.id: row for row in conn.execute(select(Site))}
+    plant = sites[world.plant_id]
+    return {
+        site_id: {
+            "site_city_code": site.city_code,
+            "site_lat": site.lat,
+            "site_lon": site.lon,
+            "plant_city_code": plant.city_code,
+            "plant_lat": plant.lat,
+            "plant_lon": plant.lon,
+        }
+        for site_id, site in sites.items()
+    }
+
+
+def confirm_purchase(api: Api, world: World, purchase: dict[str, Any]) -> Reply:
+    """The purchase's supplier confirms it (what makes the ledger count it)."""
+    supplier = next(
+        s for s in [*world.suppliers, world.far_supplier] if s.id == purchase["supplier_org_id"]
+    )
+    return api.post(f"/api/v1/purchases/{purchase['id']}/confirm", {}, supplier.headers)
+
+
 def insert_purchases(engine: Engine, world: World, count: int) -> list[int]:
-    """Many committed purchases with their ledger outbox rows, fast (one executemany each)."""
+    """Many committed, confirmed purchases with their ledger outbox rows, fast (one
+    executemany each); their frozen facts are the sites' as they are now."""
     now = datetime.now(UTC)
+    frozen = _frozen_facts(engine, world)
     rows = []
     for n in range(count):
         body = purchase_body(world, n)
@@ -405,8 +436,12 @@ def insert_purchases(engine: Engine, world: World, count: int) -> list[int]:
                 "invoice_number": body["invoice_number"],
                 "po_number": body["po_number"],
                 "source": PurchaseSource.DIRECT,
-                "status": PurchaseStatus.RECORDED,
+                "status": PurchaseStatus.CONFIRMED,
+                "confirmation": Confirmation.COUNTERPARTY,
+                "confirmed_at": now,
+                "created_by_party": PurchaseParty.OEM,
                 "created_at": now,
+                **frozen[body["supplier_site_id"]],
             }
         )
     invoices = [row["invoice_number"] for row in rows]

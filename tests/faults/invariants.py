@@ -18,6 +18,10 @@ API through the real HTTP server, as an auditor or an admin would.
 - I6 the hash chain verifies (``GET /ledger/verify``) and covers every entry.
 - I7 nothing dropped silently: every outbox row not done (pending with an error, or dead) is
   listed by ``GET /admin/outbox`` with its last error.
+- I8 order-independent money: for every (OEM, year) the entries sum to I* and S* recomputed
+  from the counted purchases alone (DESIGN.md v2).
+- I9 no one-sided money: every ``record`` entry is of a confirmed purchase, and its verdict was
+  decided from the purchase's frozen facts.
 """
 
 from __future__ import annotations
@@ -46,12 +50,12 @@ from market.models import (
 )
 from tests.faults.harness import Api, Reply, World
 
-LEDGER_TOPICS = (OutboxTopic.LEDGER_RECORD, OutboxTopic.LEDGER_REVERSE)
+LEDGER_TOPICS = (OutboxTopic.LEDGER_RECORD, OutboxTopic.LEDGER_REVERSE, OutboxTopic.LEDGER_REBASE)
 
 # Unique constraints that make effects exactly-once (table → column sets).
 REQUIRED_UNIQUE: dict[str, list[tuple[str, ...]]] = {
-    "ledger_entries": [("purchase_id", "kind"), ("seq",), ("entry_hash",)],
-    "purchases": [("supplier_org_id", "invoice_number"), ("quote_id",)],
+    "ledger_entries": [("cause",), ("seq",), ("entry_hash",)],
+    "purchases": [("oem_org_id", "supplier_org_id", "invoice_number"), ("quote_id",)],
     "idempotency_records": [("user_id", "key")],
     "quotes": [("demand_id", "organization_id")],
 }
@@ -140,7 +144,7 @@ class Invariants:
             orphans = conn.scalars(
                 select(e.seq)
                 .outerjoin(p, p.id == e.purchase_id)
-                .where(p.id.is_(None))
+                .where(p.id.is_(None), e.kind != EntryKind.ADJUSTMENT)
                 .order_by(e.seq)
             ).all()
             if orphans:
@@ -153,7 +157,11 @@ class Invariants:
                     | (e.supplier_org_id != p.supplier_org_id)
                     | ((e.kind == EntryKind.RECORD) & (e.amount != p.amount))
                     | ((e.kind == EntryKind.REVERSAL) & (e.amount != -p.amount))
-                    | ((e.kind == EntryKind.REVERSAL) & (p.status != PurchaseStatus.CANCELLED))
+                    | (
+                        (e.kind == EntryKind.REVERSAL)
+                        & (p.status != PurchaseStatus.CANCELLED)
+                        & p.review.is_(None)
+                    )
                 )
             ).all()
             if mismatched:
@@ -164,9 +172,15 @@ class Invariants:
             reversals = _money(
                 conn.scalar(select(func.sum(e.amount)).where(e.kind == EntryKind.REVERSAL))
             )
-            purchased = _money(conn.scalar(select(func.sum(p.amount))))
+            # Purchases the other party confirmed (the only ones the ledger may count).
+            confirmed = p.confirmation.is_not(None)
+            purchased = _money(conn.scalar(select(func.sum(p.amount)).where(confirmed)))
             cancelled = _money(
-                conn.scalar(select(func.sum(p.amount)).where(p.status == PurchaseStatus.CANCELLED))
+                conn.scalar(
+                    select(func.sum(p.amount)).where(
+                        confirmed, p.status == PurchaseStatus.CANCELLED
+                    )
+                )
             )
         if records != purchased or -reversals != cancelled:
             _fail(
@@ -341,12 +355,110 @@ class Invariants:
             if item["topic"] == topic.value and item["attempts"] > 0 and item["last_error"]
         ]
 
+    # --- I8, I9 -------------------------------------------------------------------------------
+
+    def i8_order_independent_money(self) -> None:
+        """Each (OEM, year)'s entries sum to the rule recomputed from the counted purchases."""
+        from market.ledger.policy import PolicyTerms, policy_for_year
+        from market.ledger.rules import baseline_of, decide_near_shore, position_of
+        from market.models import DeclaredBaseline, InvoiceReview, SubsidyPolicy
+
+        e, p = LedgerEntry, Purchase
+        with self.engine.connect() as conn:
+            policies = [
+                PolicyTerms(
+                    version=r.version,
+                    effective_from=r.effective_from,
+                    effective_until=r.effective_until,
+                    province_prefix=r.province_prefix,
+                    max_distance_km=Decimal(r.max_distance_km).quantize(Decimal("0.001")),
+                    rate=Decimal(r.rate),
+                    annual_cap=_money(r.annual_cap),
+                )
+                for r in conn.execute(select(SubsidyPolicy))
+            ]
+            counted = conn.execute(
+                select(p).where(
+                    p.status == PurchaseStatus.CONFIRMED,
+                    p.review.is_(None) | (p.review == InvoiceReview.RELEASED),
+                )
+            ).all()
+            sums = {
+                (r.oem_org_id, r.year): (_money(r.inc), _money(r.sub))
+                for r in conn.execute(
+                    select(
+                        e.oem_org_id,
+                        e.year,
+                        func.sum(e.increment).label("inc"),
+                        func.sum(e.subsidy).label("sub"),
+                    ).group_by(e.oem_org_id, e.year)
+                )
+            }
+            declared = {
+                (r.oem_org_id, r.year): r.amount for r in conn.execute(select(DeclaredBaseline))
+            }
+            verified = {
+                r.id: r.verified_at
+                for r in conn.execute(select(Organization.id, Organization.verified_at))
+            }
+        totals: dict[tuple[int, int], Decimal] = {}
+        for row in counted:
+            terms, covered = policy_for_year(policies, row.purchased_on.year)
+            verdict = decide_near_shore(
+                terms,
+                row.site_city_code,
+                (row.site_lat, row.site_lon),
+                (row.plant_lat, row.plant_lon),
+                covered=covered,
+            )
+            key = (row.oem_org_id, row.purchased_on.year)
+            totals[key] = totals.get(key, _money(0)) + (row.amount if verdict.near_shore else 0)
+        from market.clock import business_date
+
+        wrong = {}
+        for (oem, year), (inc, sub) in sums.items():
+            terms, covered = policy_for_year(policies, year)
+            verified_on = business_date(verified[oem]) if verified.get(oem) else None
+            position = position_of(
+                totals.get((oem, year), _money(0)),
+                baseline_of(
+                    year,
+                    declared_prior=declared.get((oem, year - 1)),
+                    platform_prior=totals.get((oem, year - 1), _money(0)),
+                    verified_on=verified_on,
+                ),
+                terms,
+                covered=covered,
+            )
+            if (inc, sub) != (position.increment, position.subsidy):
+                wrong[(oem, year)] = ((inc, sub), (position.increment, position.subsidy))
+        if wrong:
+            _fail("I8", f"(oem, year): (entries' sums, recomputed) {wrong}")
+        self.checked.add("I8")
+
+    def i9_no_one_sided_money(self) -> None:
+        e, p = LedgerEntry, Purchase
+        with self.engine.connect() as conn:
+            one_sided = conn.scalars(
+                select(e.seq)
+                .join(p, p.id == e.purchase_id)
+                .where(
+                    e.kind == EntryKind.RECORD,
+                    p.confirmation.is_(None) | (e.supplier_city_code != p.site_city_code),
+                )
+            ).all()
+        if one_sided:
+            _fail("I9", f"record entries without confirmation or frozen facts: {one_sided[:5]}")
+        self.checked.add("I9")
+
     # --- together -----------------------------------------------------------------------------
 
     def ledger_invariants(self, acknowledged: Collection[int]) -> None:
-        """I1, I2, I3, I5, I6, I7: what every ledger-touching scenario ends with."""
+        """I1, I2, I3, I5, I6, I7, I8, I9: what every ledger-touching scenario ends with."""
         self.i1_nothing_lost(acknowledged)
         self.i2_no_phantom()
+        self.i8_order_independent_money()
+        self.i9_no_one_sided_money()
         self.i3_unique_constraints()
         self.i6_chain_verifies()
         self.i7_failures_listed()

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from market.models import IdempotencyRecord, Purchase
-from tests.faults.harness import Reply, build_world, purchase_body
+from tests.faults.harness import Reply, build_world, confirm_purchase, purchase_body
 from tests.faults.toolkit import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.redis]
@@ -85,6 +85,8 @@ def test_the_same_idempotency_key_ten_times_at_once(
                 .where(IdempotencyRecord.key == key)
             )
         assert purchases == [winning[0]["id"]] and records == 1
+        confirmed = confirm_purchase(api, world, winning[0])
+        assert confirmed.status == 200, confirmed
         acknowledged.append(winning[0]["id"])
         wait_until(
             lambda: stack.check.ledger_caught_up(acknowledged),

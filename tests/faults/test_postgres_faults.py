@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flask_migrate import upgrade
@@ -24,7 +25,14 @@ from sqlalchemy.pool import NullPool
 from market.extensions import db
 from market.models import Purchase
 from tests.conftest import _unreachable, make_test_app
-from tests.faults.harness import Api, Reply, World, build_world, purchase_body
+from tests.faults.harness import (
+    Api,
+    Reply,
+    World,
+    build_world,
+    confirm_purchase,
+    purchase_body,
+)
 from tests.faults.toolkit import PrivatePostgres, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.redis]
@@ -76,12 +84,18 @@ class PurchaseLoad:
             body = purchase_body(self.world, n)
             headers = self.world.buyer | {"Idempotency-Key": f"load-{uuid.uuid4()}"}
             n += 1
+            created: dict[str, Any] | None = None
             deadline = time.monotonic() + 45
             while True:
                 reply = self.api.post("/api/v1/purchases", body, headers)
-                if reply.status == 201:
+                if reply.status == 201 and not created:
+                    created = reply.json()
+                if created:
+                    # Acknowledged once the supplier's confirmation is: then it must count.
+                    reply = confirm_purchase(self.api, self.world, created)
+                if reply.status == 200:
                     with self._lock:
-                        self.acknowledged.append(reply.json()["id"])
+                        self.acknowledged.append(created["id"])
                     break
                 if reply.status == 503 and time.monotonic() < deadline:
                     time.sleep(0.05)

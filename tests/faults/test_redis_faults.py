@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.conftest import Stack, StackFactory
-from tests.faults.harness import Reply, build_world, purchase_body
+from tests.faults.harness import Reply, build_world, confirm_purchase, purchase_body
 from tests.faults.toolkit import PrivateRedis, wait_until
 from workers.queue import jobs
 
@@ -45,9 +45,13 @@ def redis_stack(
 
 
 def buy(stack: Stack, n: int) -> Reply:
+    """The buyer records a purchase and its supplier confirms it: both answer 2xx, fast."""
     reply = stack.api.post("/api/v1/purchases", purchase_body(stack.world, n), stack.world.buyer)
     assert reply.status == 201, reply
     assert reply.elapsed < 3.0, reply  # Redis being down costs a refused connection, no more
+    confirmed = confirm_purchase(stack.api, stack.world, reply.json())
+    assert confirmed.status == 200, confirmed
+    assert confirmed.elapsed < 3.0, confirmed
     return reply
 
 
