@@ -160,8 +160,10 @@ def _refs(names: tuple[str, ...]) -> st.SearchStrategy[str]:
 
 
 def _resolve(value: Any, world: World) -> Any:
+    # Only this module's references resolve: schemathesis mutates strings it has seen, so a
+    # bare or truncated "worldref-" may come back in another field, and stays text there.
     if isinstance(value, str) and value.startswith(WORLD_REF):
-        return world.ids[value.removeprefix(WORLD_REF)]
+        return world.ids.get(value.removeprefix(WORLD_REF), value)
     return value
 
 

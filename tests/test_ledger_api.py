@@ -385,16 +385,32 @@ def test_the_largest_rate_and_cap_are_accepted(client, admin):
     )
 
 
-def test_a_policy_cannot_start_on_a_recorded_day(client, admin, recorded):
-    response = client.post(
-        "/api/v1/policies", json=POLICY | {"effective_from": "2026-05-05"}, headers=admin
-    )
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"effective_from": "2026-05-05"}, "effective_from", "1 January"),
+        ({"effective_from": f"{business_today().year}-01-01"}, "effective_from", "retroactively"),
+        ({"effective_from": "2020-01-01"}, "effective_from", "retroactively"),
+        (
+            {"effective_from": "2099-01-01", "effective_until": "2099-06-30"},
+            "effective_until",
+            "31 December",
+        ),
+    ],
+)
+def test_policies_govern_whole_future_years(client, admin, recorded, changes, field, message):
+    before = client.get("/api/v1/policies", headers=admin).get_json()["items"]
+    response = client.post("/api/v1/policies", json=POLICY | changes, headers=admin)
     assert response.status_code == 422
-    assert "retroactively" in response.get_json()["error"]["fields"]["effective_from"][0]
+    assert message in response.get_json()["error"]["fields"][field][0]
+    assert client.get("/api/v1/policies", headers=admin).get_json()["items"] == before
     ok = client.post(
-        "/api/v1/policies", json=POLICY | {"effective_from": "2026-05-06"}, headers=admin
+        "/api/v1/policies",
+        json=POLICY
+        | {"effective_from": f"{business_today().year + 1}-01-01", "effective_until": None},
+        headers=admin,
     )
-    assert ok.status_code == 201
+    assert ok.status_code == 201, ok.get_json()
 
 
 # --- baselines ---------------------------------------------------------------------------------
@@ -426,9 +442,13 @@ def test_declare_a_baseline_then_the_ledger_uses_it(client, admin, auditor):
         "declared",
         "1000.00",
     )
-    # Used by the ledger: it cannot change any more.
-    late = client.post("/api/v1/baselines", json=body | {"amount": "1"}, headers=admin)
-    assert late.status_code == 409
+    # Used by the ledger, it may still be corrected (v2): the ledger appends an adjustment.
+    late = client.post("/api/v1/baselines", json=body | {"amount": "6500"}, headers=admin)
+    assert late.status_code == 201, late.get_json()
+    ledger.settle_year(oem.id, 2026)  # what the rebase outbox row asks the worker to do
+    db.session.flush()
+    item = client.get("/api/v1/ledger/summary?year=2026", headers=auditor).get_json()["items"][0]
+    assert (item["baseline"], item["increment"], item["subsidy"]) == ("6500.00", "500.00", "5.00")
     assert client.post("/api/v1/baselines", json=body, headers=auditor).status_code == 403
 
 
@@ -536,6 +556,11 @@ def test_a_purchase_and_its_cancellation_reach_the_ledger(client, auditor):
     created = client.post("/api/v1/purchases", json=body, headers=buyer)
     assert created.status_code == 201, created.get_json()
     purchase_id = created.get_json()["id"]
+    assert client.get("/api/v1/ledger", headers=auditor).get_json()["items"] == []
+    supplier_user = factories.auth(factories.make_user(supplier))
+    db.session.commit()
+    confirmed = client.post(f"/api/v1/purchases/{purchase_id}/confirm", headers=supplier_user)
+    assert confirmed.status_code == 200, confirmed.get_json()
     entries = client.get("/api/v1/ledger", headers=auditor).get_json()["items"]
     assert [(e["purchase_id"], e["kind"], e["increment"]) for e in entries] == [
         (purchase_id, "record", "12345.67")

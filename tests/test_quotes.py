@@ -421,7 +421,7 @@ def test_award_makes_the_purchase_in_one_go(client, market):
     purchase = response.get_json()
     assert purchase["amount"] == "9999999999.00"  # unit_price × quantity, exactly
     assert purchase["source"] == "award"
-    assert purchase["status"] == "recorded"
+    assert purchase["status"] == "confirmed"
     assert purchase["quote_id"] == winner.id
     assert purchase["invoice_number"] == "INV-2026-000123"
     assert purchase["po_number"] == "PO-77"
@@ -441,7 +441,10 @@ def test_award_makes_the_purchase_in_one_go(client, market):
         "policy_version": 1,
         "year": TODAY.year,
         "baseline": "0.00",
+        "baseline_source": "platform",
+        "held": False,
         "near_shore_total_before": "0.00",
+        "near_shore_total_after": "9999999999.00",
         "increment": "9999999999.00",
         "subsidy": "2000000.00",
         "message": "adds ¥9,999,999,999.00 of new near-shore purchasing "

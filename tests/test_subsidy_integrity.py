@@ -306,3 +306,36 @@ def test_another_oems_invoice_is_neither_revealed_nor_counted_twice(client, mark
     )
     count = db.session.scalar(select(func.count()).select_from(Purchase))
     assert count and ledger.verify_chain().ok
+
+
+ZHANJIANG = (21.2707, 110.3594)  # in Guangdong, ~410 km from the Guangzhou plant
+
+
+def test_a_quote_and_its_award_ship_from_inside_the_radius(client, market):
+    """v1 accepted a quote from any active site of an eligible supplier, even 400 km away."""
+    from tests.test_quotes import make_quote, open_demand, quote_body
+
+    demand = open_demand(market)
+    far = factories.make_site(market.supplier, at=ZHANJIANG, city_code="440800")
+    before = counts()
+    refused = client.post(
+        f"/api/v1/demands/{demand.id}/quotes",
+        json=quote_body(market, site_id=far.id),
+        headers=market.headers(market.supplier_user),
+    )
+    assert refused.status_code == 422, refused.get_json()
+    assert "outside the demand's 200 km radius" in error_fields(refused)["site_id"][0]
+    assert counts() == before
+    # A quote made from a near site whose site then moved away cannot be awarded either.
+    quote = make_quote(demand, market.supplier, market.site)
+    market.site.lat, market.site.lon = ZHANJIANG
+    db.session.flush()
+    before = counts()
+    award = client.post(
+        f"/api/v1/quotes/{quote.id}/award",
+        json={"invoice_number": "AWD-1"},
+        headers=market.headers(market.buyer),
+    )
+    assert award.status_code == 422, award.get_json()
+    assert "quote" in error_fields(award)
+    assert counts() == before

@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 
 from market import ledger
 from market.extensions import db
+from market.ledger.append import LEDGER_LOCK_KEY
 from market.models import (
     CertStatus,
     EntryKind,
@@ -159,14 +160,14 @@ def test_a_bad_row_fails_alone_and_dies_at_the_attempt_limit(fresh, app):
 def test_an_exception_in_a_batch_is_isolated_to_its_row(fresh, monkeypatch):
     purchases = make_purchases(4)
     poison = purchases[2].id
-    real = ledger.append_entries
+    real = ledger.sync_purchases
 
-    def explode_on_poison(requests):
-        if any(r.purchase_id == poison for r in requests):
+    def explode_on_poison(purchase_ids):
+        if poison in purchase_ids:
             raise ValueError("cannot compute this one")
-        return real(requests)
+        return real(purchase_ids)
 
-    monkeypatch.setattr("workers.ledger.append_entries", explode_on_poison)
+    monkeypatch.setattr("workers.ledger.sync_purchases", explode_on_poison)
     assert outbox.drain("ledger") == 4
     assert sorted(p for p, _ in ledger_rows()) == sorted(p.id for p in purchases if p.id != poison)
     failed = db.session.scalar(select(OutboxEvent).where(OutboxEvent.aggregate_id == poison))
@@ -464,7 +465,7 @@ def test_a_work_horse_killed_mid_job_still_gives_one_entry(live, database_url, m
         with spy.connect() as holder:
             # Stop the job where we want it: hold the lock it needs next.
             if moment == "waiting for the ledger lock" and postgres:
-                holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ledger.LEDGER_LOCK_KEY})
+                holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LEDGER_LOCK_KEY})
             elif postgres:  # the entry's foreign key must share-lock the purchase
                 holder.execute(
                     text("SELECT id FROM purchases WHERE id = :id FOR UPDATE"),

@@ -296,6 +296,20 @@ def oem_position(oem: int, year: int) -> dict[str, Any]:
     return {"oem_org_id": oem, "year": year, **position_dict(book.position(oem, year))}
 
 
+def _dead_ledger_row(purchase_id: int) -> bool:
+    return bool(
+        db.session.scalar(
+            select(func.count())
+            .select_from(OutboxEvent)
+            .where(
+                OutboxEvent.topic.in_([OutboxTopic.LEDGER_RECORD, OutboxTopic.LEDGER_REVERSE]),
+                OutboxEvent.aggregate_id == purchase_id,
+                OutboxEvent.status == OutboxStatus.DEAD,
+            )
+        )
+    )
+
+
 def ledger_status(purchase_id: int, *, confidential: bool = False) -> dict[str, Any]:
     """A purchase's place in the ledger, for ``GET /purchases/{id}``.
 
@@ -318,17 +332,10 @@ def ledger_status(purchase_id: int, *, confidential: bool = False) -> dict[str, 
         status = "recorded"
     elif reversals:
         status = "reversed"
+    elif _dead_ledger_row(purchase_id):
+        status = "failed"
     elif purchase is not None and purchase.countable:
-        dead = db.session.scalar(
-            select(func.count())
-            .select_from(OutboxEvent)
-            .where(
-                OutboxEvent.topic == OutboxTopic.LEDGER_RECORD,
-                OutboxEvent.aggregate_id == purchase_id,
-                OutboxEvent.status == OutboxStatus.DEAD,
-            )
-        )
-        status = "failed" if dead else "pending"
+        status = "pending"
     else:
         status = "not_counted"
 

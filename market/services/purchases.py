@@ -168,6 +168,11 @@ def confirm_purchase(purchase: Purchase, *, by: User | None, confirmation: Confi
     purchase.confirmation = confirmation
     purchase.confirmed_at = utcnow()
     purchase.confirmed_by_id = by.id if by is not None else None
+    # Confirmations of one supplier's purchases take turns (a row lock on the supplier), so two
+    # OEMs confirming the same invoice at once cannot both miss the other.
+    db.session.execute(
+        select(Organization.id).where(Organization.id == purchase.supplier_org_id).with_for_update()
+    )
     twins = list(
         db.session.scalars(
             select(Purchase)
@@ -243,10 +248,10 @@ def ledger_statuses(purchases: Sequence[Purchase]) -> dict[int, str]:
             statuses[row.id] = "recorded"
         elif row.reversals:
             statuses[row.id] = "reversed"
-        elif countable[row.id]:
-            statuses[row.id] = "failed" if row.dead else "pending"
+        elif row.dead:
+            statuses[row.id] = "failed"
         else:
-            statuses[row.id] = "not_counted"
+            statuses[row.id] = "pending" if countable[row.id] else "not_counted"
     return statuses
 
 

@@ -76,8 +76,8 @@ RULES = [
     ),
     # Suppliers may record too (naming the OEM); buyer B and supplier B meet the use case's
     # checks of the ids (422), not a 403.
-    Rule("POST", "/api/v1/purchases", BUYERS, body=PURCHASE_BODY),
-    Rule("POST", "/api/v1/purchases", SUPPLIERS, body=SUPPLIER_PURCHASE_BODY),
+    Rule("POST", "/api/v1/purchases", BUYERS | SUPPLIERS, body=PURCHASE_BODY),
+    Rule("POST", "/api/v1/purchases", BUYERS | SUPPLIERS, body=SUPPLIER_PURCHASE_BODY),
     Rule("GET", "/api/v1/purchases", SIGNED_IN),
     Rule("GET", "/api/v1/purchases", SIGNED_IN, query="year=2026&status=confirmed&sort=-amount"),
     Rule("GET", "/api/v1/purchases", SIGNED_IN, query="awaiting=me"),
