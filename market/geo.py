@@ -131,6 +131,10 @@ def km_outside(geometry: Any, lat: float, lon: float) -> float:
     returned is the haversine distance to that point, the same measure as the ledger's."""
     if _covers(geometry, lat, lon):
         return 0.0
+    return _km_to_nearest(geometry, lat, lon)
+
+
+def _km_to_nearest(geometry: Any, lat: float, lon: float) -> float:
     east = KM_PER_DEGREE * math.cos(math.radians(lat))
 
     def to_plane(coords: np.ndarray) -> np.ndarray:
@@ -150,24 +154,34 @@ def city_contains(
     geometry = city_boundary(city_code).geometry
     if _covers(geometry, lat, lon):
         return True
-    # Cheap reject before projecting: outside the bounding box grown by the tolerance.
-    min_lon, min_lat, max_lon, max_lat = shapely.bounds(geometry)
+    # Only the boundary within the tolerance matters: a box around the point that holds every
+    # point within tolerance_km (a degree of longitude is shortest at the box's poleward edge).
     grow_lat = tolerance_km / KM_PER_DEGREE
     grow_lon = grow_lat / max(math.cos(math.radians(abs(lat) + grow_lat)), 1e-6)
+    min_lon, min_lat, max_lon, max_lat = shapely.bounds(geometry)
     if not (
         min_lat - grow_lat <= lat <= max_lat + grow_lat
         and min_lon - grow_lon <= lon <= max_lon + grow_lon
     ):
-        return False
-    return km_outside(geometry, lat, lon) <= tolerance_km
+        return False  # far from the whole city: no need to cut it
+    near = shapely.clip_by_rect(
+        geometry, lon - grow_lon, lat - grow_lat, lon + grow_lon, lat + grow_lat
+    )
+    return not near.is_empty and _km_to_nearest(near, lat, lon) <= tolerance_km
 
 
 def in_province(province_prefix: str, lat: float, lon: float) -> bool:
-    """Whether (lat, lon) lies inside the province outline (boundary included), with no tolerance.
+    """Whether (lat, lon) lies inside the region a policy's code prefix names, boundary included,
+    with no tolerance: ``"44"`` is the province outline (~10 m); a 4-digit prefix such as
+    ``"4403"`` is that prefecture's polygon (~100 m in Guangdong).
 
-    Raises ``UnknownDivision`` for a province whose outline is not shipped (only the policy's,
-    ``44``; regenerate the extract with more ``OUTLINE_PROVINCES`` for another policy)."""
-    return _covers(province_boundary(province_prefix).geometry, lat, lon)
+    Raises ``UnknownDivision`` when that outline is not shipped (only Guangdong's province outline
+    is; regenerate the extract with more ``OUTLINE_PROVINCES`` for another policy)."""
+    if len(province_prefix) == 2:
+        return _covers(province_boundary(province_prefix).geometry, lat, lon)
+    if len(province_prefix) == 4:
+        return _covers(_load("city", province_prefix + "00").geometry, lat, lon)
+    raise UnknownDivision(province_prefix)
 
 
 def city_of(lat: float, lon: float) -> Boundary | None:

@@ -132,9 +132,16 @@ def test_points_within_2_km_of_a_guangdong_city_pass_its_check_but_are_not_in_pr
     assert not geo.in_province("44", *point)
 
 
-def test_an_outline_that_is_not_shipped_is_an_error_not_a_false():
+def test_a_4_digit_policy_prefix_is_that_prefectures_polygon():
+    assert geo.in_province("4403", *factories.SHENZHEN)
+    assert not geo.in_province("4403", *factories.GUANGZHOU)
+    assert not geo.in_province("4403", *LOK_MA_CHAU_HONG_KONG)
+
+
+@pytest.mark.parametrize("prefix", ["43", "4", "440300", "4499"])
+def test_an_outline_that_is_not_shipped_is_an_error_not_a_false(prefix):
     with pytest.raises(geo.UnknownDivision):
-        geo.in_province("43", 28.2282, 112.9388)
+        geo.in_province(prefix, 28.2282, 112.9388)
 
 
 # --- the data --------------------------------------------------------------------------------------
