@@ -154,6 +154,8 @@ def city_contains(
     geometry = city_boundary(city_code).geometry
     if _covers(geometry, lat, lon):
         return True
+    if tolerance_km <= 0:
+        return False  # (and a zero-size box is not a rectangle GEOS can clip to)
     # Only the boundary within the tolerance matters: a box around the point that holds every
     # point within tolerance_km (a degree of longitude is shortest at the box's poleward edge).
     grow_lat = tolerance_km / KM_PER_DEGREE

@@ -89,6 +89,13 @@ def test_the_tolerance_is_2_km_from_the_boundary(km_outside, accepted, bearing):
     assert geo.city_contains("440100", lat, lon) is accepted
 
 
+def test_no_tolerance_means_inside_or_on_the_edge_only():
+    # 10 m outside, within the city's bounding box: the demo samples points this way.
+    lat, lon = factories.point_near_city("440100", 0.01)
+    assert not geo.city_contains("440100", lat, lon, tolerance_km=0.0)
+    assert geo.city_contains("440100", lat, lon, tolerance_km=0.02)
+
+
 def test_distance_outside_matches_brute_force_on_random_points():
     rng = np.random.default_rng(12)
     checked = 0
