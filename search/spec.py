@@ -14,22 +14,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-EARTH_RADIUS_KM = 6371.0088  # mean radius; Elasticsearch's arc distance uses the same
+# One implementation of the spec's distance (6371.0088 km sphere), shared with the ledger.
+from market.geo import EARTH_RADIUS_KM as EARTH_RADIUS_KM
+from market.geo import haversine_km as haversine_km
+
 DECAY_OFFSET_KM = 10.0
 DECAY_SCALE_KM = 50.0
 DECAY = 0.5
 DEFAULT_TIER_WEIGHTS: Mapping[int, float] = {1: 1.0, 2: 0.8, 3: 0.6}
 DEFAULT_RADIUS_KM = 200
 MAX_RADIUS_KM = 500
-
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance on a sphere of the Earth's mean radius."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi = phi2 - phi1
-    dlmb = math.radians(lon2 - lon1)
-    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 def distance_factor(

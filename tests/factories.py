@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import math
 import secrets
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from market import uscc
+from market import geo, refdata, uscc
 from market.auth import hash_api_token
 from market.clock import business_today
 from market.extensions import db
@@ -33,6 +34,7 @@ from market.models import (
     User,
 )
 from market.passwords import hash_password
+from market.services.suppliers import check_site_location
 
 _counter = itertools.count(1)
 PASSWORD = "correct horse battery staple"
@@ -116,19 +118,68 @@ def auth(user: User) -> dict[str, str]:
     return {"Authorization": f"Bearer {make_token(user)}"}
 
 
+def city_at(at: tuple[float, float]) -> str:
+    """The GB/T 2260 code of the prefecture whose boundary contains the point."""
+    city = geo.city_of(*at)
+    if city is None:
+        raise ValueError(f"{at} is in no city of the boundary extract (sea, or abroad)")
+    return city.code
+
+
+def point_near_city(
+    city_code: str, km_outside: float, bearing_deg: float = 45.0
+) -> tuple[float, float]:
+    """A point ``km_outside`` km outside the city's boundary (0: on its edge), found along the
+    ray from the city's representative point at ``bearing_deg`` (clockwise from north)."""
+    lat0, lon0 = representative_point(city_code)
+    geometry = geo.city_boundary(city_code).geometry
+    east = geo.KM_PER_DEGREE * math.cos(math.radians(lat0))
+    north_share = math.cos(math.radians(bearing_deg))
+    east_share = math.sin(math.radians(bearing_deg))
+
+    def along(km: float) -> tuple[float, float]:
+        return lat0 + km * north_share / geo.KM_PER_DEGREE, lon0 + km * east_share / east
+
+    low, high = 0.0, 1.0
+    while geo.km_outside(geometry, *along(high)) <= km_outside:
+        low, high = high, high * 2
+    for _ in range(60):  # bisection on the ray: the distance grows from 0 to past the target
+        middle = (low + high) / 2
+        if geo.km_outside(geometry, *along(middle)) <= km_outside:
+            low = middle
+        else:
+            high = middle
+    return along(low)
+
+
+def representative_point(city_code: str) -> tuple[float, float]:
+    """The city's seat from guangdong_cities.json in Guangdong, else a point inside its polygon."""
+    city = refdata.cities().get(city_code)
+    if city is not None:
+        return city.lat, city.lon
+    point = geo.city_boundary(city_code).geometry.representative_point()
+    return point.y, point.x
+
+
 def make_site(
     organization: Organization,
     *,
     at: tuple[float, float] = GUANGZHOU,
     city_code: str | None = None,
     kind: SiteKind = SiteKind.PLANT,
+    validate: bool = True,
     **fields: Any,
 ) -> Site:
+    """A site at ``at``; its city code defaults to the city that contains the point, and the pair
+    must pass the API's location check (``validate=False`` only for deliberately broken rows)."""
+    city_code = city_code or city_at(at)
+    if validate:
+        check_site_location(city_code, *at)
     site = Site(
         organization=organization,
         kind=kind,
         name=fields.pop("name", f"Site {next(_counter)}"),
-        city_code=city_code or organization.city_code,
+        city_code=city_code,
         address=fields.pop("address", "测试路 1 号"),
         lat=at[0],
         lon=at[1],

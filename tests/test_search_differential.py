@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.orm import selectinload
 
-from market import refdata
+from market import geo, refdata
 from market.clock import business_today
 from market.extensions import db
 from market.models import (
@@ -137,15 +137,18 @@ def build_world(rng: random.Random, suppliers: int) -> World:
     sites: list[dict[str, Any]] = []
     capabilities: list[dict[str, Any]] = []
     certifications: list[dict[str, Any]] = []
-    for org_id, org in zip(_insert(Organization, orgs), orgs, strict=True):
+    for org_id in _insert(Organization, orgs):
         for _ in range(rng.randint(1, 4)):
             # A fifth of the sites crowd the centre: plateau ties (f_d = 1 within the offset).
-            lat, lon = _point_near(rng, *centre, 15 if rng.random() < 0.2 else 320)
+            max_km = 15 if rng.random() < 0.2 else 320
+            lat, lon = _point_near(rng, *centre, max_km)
+            while (city := geo.city_of(lat, lon)) is None:  # at sea or abroad: sites are on land
+                lat, lon = _point_near(rng, *centre, max_km)
             sites.append(
                 {
                     "organization_id": org_id,
                     "name": f"厂区 {rng.randint(1, 999)}",
-                    "city_code": org["city_code"],
+                    "city_code": city.code,  # the city the point is in, as site validation wants
                     "lat": lat,
                     "lon": lon,
                     "active": rng.random() > 0.1,

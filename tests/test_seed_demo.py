@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from market import refdata, uscc
+from market import geo, refdata, uscc
 from market.clock import business_today
 from market.models import (
     Capability,
@@ -102,9 +102,13 @@ def test_seed_demo_builds_a_plausible_world(app, db_session):
     per_org = [sum(1 for s in sites if s.organization_id == i) for i in ids]
     assert min(per_org) >= 1 and max(per_org) <= 4
     assert 1.8 <= len(sites) / SIZE <= 3.0
-    for site in sites:
+    # Every site and plant passes the API's real-boundary check; Guangdong's are inside the
+    # province outline too (so their purchases can be near-shore), the others are not.
+    for site in [*sites, *plants]:
         assert not city_code_errors(site.city_code), site.city_code
-        check_site_location(site.city_code, site.lat, site.lon)  # raises if implausible
+        check_site_location(site.city_code, site.lat, site.lon)  # raises if outside its city
+        in_province = site.city_code.startswith("44")
+        assert geo.in_province("44", site.lat, site.lon) is in_province, site.city_code
     in_guangdong = [s for s in sites if s.city_code.startswith("44")]
     assert len(in_guangdong) >= 0.8 * len(sites)
 

@@ -339,3 +339,24 @@ def test_a_quote_and_its_award_ship_from_inside_the_radius(client, market):
     assert award.status_code == 422, award.get_json()
     assert "quote" in error_fields(award)
     assert counts() == before
+
+
+HONG_KONG = (22.2793, 114.1628)
+
+
+def test_a_hong_kong_site_declared_as_guangzhou_is_neither_accepted_nor_near_shore(client, market):
+    """v1 checked a rectangle and the code prefix: 440100 in Hong Kong counted as near-shore."""
+    before = counts()
+    response = client.post(
+        f"/api/v1/suppliers/{market.supplier.id}/sites",
+        json={"name": "HK", "city_code": "440100", "lat": HONG_KONG[0], "lon": HONG_KONG[1]},
+        headers=market.headers(market.supplier_user),
+    )
+    assert response.status_code == 422, response.get_json()
+    assert "香港" in error_fields(response)["lat"][0]
+    assert counts() == before
+    # A purchase whose frozen facts say so (e.g. recorded before the boundaries) is out.
+    verdict = ledger.decide_near_shore(
+        ledger.DEFAULT_POLICY, "440100", HONG_KONG, (market.plant.lat, market.plant.lon)
+    )
+    assert (verdict.near_shore, verdict.reason_code) == (False, "OUT_OF_PROVINCE")

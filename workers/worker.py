@@ -28,7 +28,9 @@ from rq.exceptions import StopRequested
 from rq.job import Job
 from sqlalchemy.orm import configure_mappers
 
+from market import geo
 from market.extensions import db
+from market.ledger.policy import DEFAULT_POLICY
 from market.logs import set_log_context
 from workers.queue import QUEUES, REDIS_ERRORS, jobs, wait_for_redis
 from workers.registry import load_handlers
@@ -95,6 +97,8 @@ def run_worker(
         # forked horse (each would spend a quarter of a second on it).
         load_handlers()
         configure_mappers()
+        # Likewise the province outline the ledger's near-shore verdict reads (~1-6 ms to parse).
+        geo.province_boundary(DEFAULT_POLICY.province_prefix)
         # Its own connection: RQ raises its socket timeout above the blocking pop's.
         connection = Redis.from_url(transport.redis_url)
         generation = 0

@@ -181,12 +181,15 @@ class SiteCreateSchema(StrictSchema):
     lat = StrictFloat(
         required=True,
         validate=validate.Range(min=-90, max=90),
-        metadata={"description": "WGS-84 latitude."},
+        metadata={
+            "description": "WGS-84 latitude; the point must lie inside the city's boundary or "
+            "within 2 km of it (422 otherwise)."
+        },
     )
     lon = StrictFloat(
         required=True,
         validate=validate.Range(min=-180, max=180),
-        metadata={"description": "WGS-84 longitude."},
+        metadata={"description": "WGS-84 longitude (see lat)."},
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import delete, exists, func, insert, or_, select, update
 
-from market import refdata, uscc
+from market import geo, refdata, uscc
 from market.errors import Conflict
 from market.extensions import db
 from market.models import (
@@ -299,6 +299,18 @@ def _jitter(
     return round(lat + dlat, 6), round(lon + dlon, 6)
 
 
+def _site_point(rng: random.Random, city_code: str, lat: float, lon: float) -> tuple[float, float]:
+    """A site near the city's centre (where the industry is) that passes site validation: inside
+    the city's polygon and, in Guangdong, inside the province outline (so near-shore can hold)."""
+    for _ in range(100):
+        point = _jitter(rng, lat, lon)
+        if geo.city_contains(city_code, *point, tolerance_km=0.0) and (
+            not city_code.startswith("44") or geo.in_province("44", *point)
+        ):
+            return point
+    return geo.random_point_in_city(city_code, rng)
+
+
 def _split_company(company: str) -> tuple[str | None, str | None]:
     """``"广汽丰田汽车有限公司 GAC Toyota Motor Co., Ltd."`` → (Chinese name, English name)."""
     zh, en = [], []
@@ -418,7 +430,7 @@ class _Generator:
             else:
                 code, short, _, lat, lon = rng.choice(OUT_OF_PROVINCE)
                 name_zh = short + "市"
-            lat, lon = _jitter(rng, lat, lon)
+            lat, lon = _site_point(rng, code, lat, lon)
             kind = SiteKind.PLANT if n == 0 or rng.random() < 0.7 else SiteKind.WAREHOUSE
             label = "工厂" if kind is SiteKind.PLANT else "仓库"
             rows.append(

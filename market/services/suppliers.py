@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 
-from market import refdata
+from market import geo, refdata
 from market.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from market.extensions import db
 from market.models import (
@@ -36,10 +36,6 @@ from market.services.pagination import Page, paginate
 from market.services.unit_of_work import commit, emit
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers; a larger path id names nothing (404, not a 500)
-
-# Rough bounding boxes: a sanity check that catches swapped or mistyped coordinates.
-GUANGDONG_BOX = {"lat": (20.0, 25.7), "lon": (109.5, 117.4)}
-CHINA_BOX = {"lat": (3.5, 53.6), "lon": (73.4, 135.1)}
 
 PROFILE_FIELDS = (
     "tier",
@@ -114,20 +110,33 @@ def _nothing_to_change(data: dict[str, Any]) -> None:
 
 
 def check_site_location(city_code: str, lat: float, lon: float) -> None:
-    """A Guangdong city code needs a point in Guangdong; any other code a point in China."""
-    box, where = (
-        (GUANGDONG_BOX, "Guangdong") if city_code.startswith("44") else (CHINA_BOX, "China")
+    """The point must lie inside its declared city's real boundary, or within 2 km of it (the
+    slack absorbs GCJ-02 coordinates from Chinese map apps and the boundary simplification)."""
+    try:
+        city = geo.city_boundary(city_code)
+    except geo.UnknownDivision:
+        raise ValidationFailed(
+            "The city code names no known city.",
+            fields={
+                "city_code": [
+                    f"No boundary is known for {city_code}: use a prefecture-level GB/T 2260 "
+                    "code (its first four digits followed by 00)."
+                ]
+            },
+        ) from None
+    if geo.city_contains(city_code, lat, lon):
+        return
+    outside_km = geo.km_outside(city.geometry, lat, lon)
+    actual = geo.city_of(lat, lon)
+    where = f" (it is in {actual.name}, {actual.code})" if actual else ""
+    message = (
+        f"({lat}, {lon}) lies {outside_km:.1f} km outside {city.name} ({city.code}){where}; a "
+        f"site must be inside its declared city, within {geo.CITY_TOLERANCE_KM:g} km of its "
+        "boundary (WGS-84)."
     )
-    errors: dict[str, list[str]] = {}
-    for name, value in (("lat", lat), ("lon", lon)):
-        low, high = box[name]
-        if not low <= value <= high:
-            errors[name] = [
-                f"City code {city_code} is in {where}, so {name} must be between {low} and "
-                f"{high} (WGS-84); are lat and lon swapped?"
-            ]
-    if errors:
-        raise ValidationFailed("The coordinates do not match the city code.", fields=errors)
+    raise ValidationFailed(
+        "The coordinates are not in the declared city.", fields={"lat": [message], "lon": [message]}
+    )
 
 
 # --- profile --------------------------------------------------------------------------------------
