@@ -296,3 +296,32 @@ def test_db_session_rolls_back_what_the_code_commits(app):
     with app.app_context():
         assert db.session.scalar(select(Organization.id).where(Organization.uscc == marker)) is None
         db.session.remove()
+
+
+def test_readyz_detail_is_for_admins_and_local_probes_only(client, db_session):
+    from market.models import Role
+    from tests import factories
+
+    remote = {"REMOTE_ADDR": "203.0.113.7"}
+    anonymous = client.get("/readyz", environ_base=remote)
+    assert anonymous.status_code == 200
+    assert anonymous.get_json() == {"status": "ok"}
+    # Through a reverse proxy on this machine: not a local probe.
+    proxied = client.get("/readyz", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert proxied.get_json() == {"status": "ok"}
+    buyer = factories.auth(factories.make_user(role=Role.AUDITOR))
+    assert client.get("/readyz", headers=buyer, environ_base=remote).get_json() == {
+        "status": "ok"
+    }
+    admin = factories.auth(factories.make_user(role=Role.ADMIN))
+    detailed = client.get("/readyz", headers=admin, environ_base=remote).get_json()
+    assert detailed["checks"]["database"]["latency_ms"] >= 0
+    local = client.get("/readyz", environ_base={"REMOTE_ADDR": "::1"}).get_json()
+    assert set(local["checks"]) == {"database", "redis", "search"}
+
+
+def test_readyz_without_detail_still_says_503_when_the_database_is_down():
+    app = make_test_app("postgresql+psycopg://nobody:x@127.0.0.1:1/none")
+    response = app.test_client().get("/readyz", environ_base={"REMOTE_ADDR": "203.0.113.7"})
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "down"}
