@@ -309,8 +309,8 @@ def test_readyz_detail_is_for_admins_and_local_probes_only(client, db_session):
     # Through a reverse proxy on this machine: not a local probe.
     proxied = client.get("/readyz", headers={"X-Forwarded-For": "203.0.113.7"})
     assert proxied.get_json() == {"status": "ok"}
-    buyer = factories.auth(factories.make_user(role=Role.AUDITOR))
-    assert client.get("/readyz", headers=buyer, environ_base=remote).get_json() == {
+    auditor = factories.auth(factories.make_user(role=Role.AUDITOR))
+    assert client.get("/readyz", headers=auditor, environ_base=remote).get_json() == {
         "status": "ok"
     }
     admin = factories.auth(factories.make_user(role=Role.ADMIN))

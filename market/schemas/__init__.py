@@ -34,7 +34,9 @@ class PageMetaSchema(Schema):
 
 class PageLinksSchema(Schema):
     self = fields.String(metadata={"description": "This page"})
-    next = fields.String(allow_none=True, metadata={"description": "The next page; null on the last"})
+    next = fields.String(
+        allow_none=True, metadata={"description": "The next page; null on the last"}
+    )
     prev = fields.String(
         allow_none=True, metadata={"description": "The previous page; null on the first"}
     )

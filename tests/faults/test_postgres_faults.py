@@ -26,6 +26,7 @@ from market.models import Purchase
 from tests.conftest import _unreachable, make_test_app
 from tests.faults.harness import Api, Reply, World, build_world, purchase_body
 from tests.faults.toolkit import PrivatePostgres, wait_until
+from tests.timing import scaled
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.redis]
 
@@ -64,7 +65,7 @@ class PurchaseLoad:
     def __exit__(self, *exc: object) -> None:
         self.stopping.set()
         for thread in self._threads:
-            thread.join(timeout=60)
+            thread.join(timeout=scaled(60))
 
     def acked_since(self, count: int) -> int:
         with self._lock:
