@@ -47,11 +47,13 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from market.api import register_blueprints
     from market.auth import init_auth
     from market.cli import register_cli
+    from market.docs import init_docs
     from search import init_search
     from workers.queue import init_jobs
 
     init_auth(app)
     register_blueprints(extensions.api)
+    init_docs(app)
     init_search(app)
     init_jobs(app)
     register_cli(app)

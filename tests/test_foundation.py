@@ -166,6 +166,32 @@ def test_interactive_docs_are_served(client):
     assert b"swagger" in response.data.lower()
 
 
+def test_docs_need_no_cdn_and_no_inline_code(client):
+    import re
+
+    page = client.get("/docs")
+    policy = page.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in policy and "http" not in policy
+    assert "script-src 'self'" in policy and "style-src 'self'" in policy
+    html = page.get_data(as_text=True)
+    assert "<style" not in html and " style=" not in html
+    sources = re.findall(r'<script src="([^"]+)"></script>', html)
+    assert len(sources) == html.count("<script") == 2  # every script is a file
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert all(url.startswith("/") for url in assets), assets
+    for url in assets:
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert asset.headers["Content-Security-Policy"] == policy
+    # Only the files the page uses are served from the package, nothing beside them.
+    assert client.get("/docs/swagger-ui/swagger-editor-bundle.js").status_code == 404
+    assert client.get("/docs/swagger-ui/../docs.py").status_code == 404
+    # The API keeps its own strict policy.
+    assert client.get("/healthz").headers["Content-Security-Policy"] == (
+        "default-src 'none'; frame-ancestors 'none'"
+    )
+
+
 def test_reference_data_is_served(client):
     cities = client.get("/api/v1/cities").get_json()["items"]
     assert len(cities) == 21
