@@ -28,7 +28,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # names are Chinese: send UTF-8
     ensure_secret_key(app.config)
-    configure_logging(app.config["LOG_LEVEL"])
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"], app.config["NAME"])
     _prepare_embedded_database(app)
 
     db.init_app(app)

@@ -67,7 +67,8 @@ class Config:
     # flask-smorest's templates (they load the UI from a CDN with inline scripts).
 
     LOG_LEVEL = _env("LOG_LEVEL", "INFO") or "INFO"
-    LOG_JSON = True
+    # "json", "text", or "auto": JSON in production when stderr is not a terminal, else text.
+    LOG_FORMAT = (_env("LOG_FORMAT", "auto") or "auto").lower()
 
 
 class EmbeddedConfig(Config):
