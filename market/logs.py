@@ -71,12 +71,14 @@ class TextFormatter(logging.Formatter):
 
 
 def _one_line(value: Any) -> str:
-    # Escaped like JSON would: user text can never forge a log line.
-    text = str(value)
-    return json.dumps(text, ensure_ascii=False) if _LINE_BREAKS.search(text) else text
+    # Colours (werkzeug's banner) are dropped; any other control character is escaped the way
+    # JSON would: user text can never forge a log line or drive the terminal.
+    text = _COLOURS.sub("", str(value))
+    return json.dumps(text, ensure_ascii=False) if _CONTROLS.search(text) else text
 
 
-_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 LOG_FORMATS = ("auto", "json", "text")
 
 
