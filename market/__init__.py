@@ -14,6 +14,7 @@ from market.config import Config, config_from_environment, ensure_secret_key
 from market.errors import register_error_handlers
 from market.extensions import db, limiter, login_manager, migrate
 from market.http import init_http_rules
+from market.i18n import init_i18n
 from market.logs import configure_logging, init_request_logging
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -39,6 +40,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     # Not imported by name: the subpackage market.api would shadow it on this module.
     extensions.api.init_app(app)
 
+    init_i18n(app)
     register_error_handlers(app)
     init_request_logging(app)
     init_http_rules(app)
