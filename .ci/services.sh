@@ -8,6 +8,8 @@
 #   bash .ci/services.sh status   print what runs, with versions
 #   bash .ci/services.sh env      print the MARKET_TEST_* variables the tests read
 #   bash .ci/services.sh jdk      print the JDK (>= 21) Elasticsearch will run on
+#   bash .ci/services.sh tools    install the test tools that are not services: Debian's
+#                                 chromium (tests/test_docs_browser.py opens /docs offline)
 #
 # Needs root (apt-get, a dedicated user for Elasticsearch, which refuses to run as root).
 set -euo pipefail
@@ -174,6 +176,11 @@ status() {
   echo "Elasticsearch: $(curl -fsS "http://127.0.0.1:$ES_PORT/_nodes/_local?filter_path=nodes.*.version,nodes.*.jvm.version" 2>/dev/null || echo down)"
 }
 
+tools_up() {
+  apt_install chromium fonts-dejavu-core
+  log "chromium: $(chromium --version 2>/dev/null | head -1)"
+}
+
 down() {
   if [ -f "$STATE/es-data/es.pid" ]; then kill "$(cat "$STATE/es-data/es.pid")" 2>/dev/null || true; fi
   /usr/bin/redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave 2>/dev/null || true
@@ -195,5 +202,9 @@ case "${1:-up}" in
   status) status ;;
   env) print_env ;;
   jdk) find_jdk ;;
-  *) die "usage: $0 up|down|status|env|jdk" ;;
+  tools)
+    [ "$(id -u)" -eq 0 ] || die "run as root (installs packages)"
+    tools_up
+    ;;
+  *) die "usage: $0 up|down|status|env|jdk|tools" ;;
 esac

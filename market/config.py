@@ -63,14 +63,12 @@ class Config:
     OPENAPI_VERSION = "3.0.3"
     OPENAPI_URL_PREFIX = "/"
     OPENAPI_JSON_PATH = "openapi.json"
-    OPENAPI_SWAGGER_UI_PATH = "docs"
-    # Swagger UI's assets are served from a CDN in the user's browser; the API itself needs none.
-    OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
-    OPENAPI_REDOC_PATH = "redoc"
-    OPENAPI_REDOC_URL = "https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js"
+    # /docs is served by market.docs from a pinned, packaged Swagger UI (no CDN), not by
+    # flask-smorest's templates (they load the UI from a CDN with inline scripts).
 
     LOG_LEVEL = _env("LOG_LEVEL", "INFO") or "INFO"
-    LOG_JSON = True
+    # "json", "text", or "auto": JSON in production when stderr is not a terminal, else text.
+    LOG_FORMAT = (_env("LOG_FORMAT", "auto") or "auto").lower()
 
 
 class EmbeddedConfig(Config):

@@ -6,6 +6,7 @@ Every error body has the shape::
                "fields": {"amount": ["Must be greater than 0."]}, "request_id": "..."}}
 
 Services raise the exceptions below; nothing else in the code builds an error response.
+Messages are written in English and sent in the client's language (``market.i18n``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 from flask import Flask, g, jsonify
 from flask.wrappers import Response
 from werkzeug.exceptions import HTTPException
+
+from market.i18n import response_language, translate, translate_messages
 
 log = logging.getLogger(__name__)
 
@@ -125,18 +128,21 @@ def error_response(
     fields: FieldErrors | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    # The messages in the client's language (market.i18n); the code never changes.
     body: dict[str, Any] = {
         "status": status,
         "code": code or _HTTP_CODES.get(status, "error"),
-        "message": message,
+        "message": translate(message),
     }
     if fields:
-        body["fields"] = fields
+        body["fields"] = translate_messages(fields)
     body["request_id"] = g.get("request_id")
     response = jsonify({"error": body})
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    response.headers["Content-Language"] = response_language()
+    response.vary.add("Accept-Language")
     return response
 
 

@@ -166,6 +166,32 @@ def test_interactive_docs_are_served(client):
     assert b"swagger" in response.data.lower()
 
 
+def test_docs_need_no_cdn_and_no_inline_code(client):
+    import re
+
+    page = client.get("/docs")
+    policy = page.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in policy and "http" not in policy
+    assert "script-src 'self'" in policy and "style-src 'self'" in policy
+    html = page.get_data(as_text=True)
+    assert "<style" not in html and " style=" not in html
+    sources = re.findall(r'<script src="([^"]+)"></script>', html)
+    assert len(sources) == html.count("<script") == 2  # every script is a file
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert all(url.startswith("/") for url in assets), assets
+    for url in assets:
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert asset.headers["Content-Security-Policy"] == policy
+    # Only the files the page uses are served from the package, nothing beside them.
+    assert client.get("/docs/swagger-ui/swagger-editor-bundle.js").status_code == 404
+    assert client.get("/docs/swagger-ui/../docs.py").status_code == 404
+    # The API keeps its own strict policy.
+    assert client.get("/healthz").headers["Content-Security-Policy"] == (
+        "default-src 'none'; frame-ancestors 'none'"
+    )
+
+
 def test_reference_data_is_served(client):
     cities = client.get("/api/v1/cities").get_json()["items"]
     assert len(cities) == 21
@@ -296,3 +322,32 @@ def test_db_session_rolls_back_what_the_code_commits(app):
     with app.app_context():
         assert db.session.scalar(select(Organization.id).where(Organization.uscc == marker)) is None
         db.session.remove()
+
+
+def test_readyz_detail_is_for_admins_and_local_probes_only(client, db_session):
+    from market.models import Role
+    from tests import factories
+
+    remote = {"REMOTE_ADDR": "203.0.113.7"}
+    anonymous = client.get("/readyz", environ_base=remote)
+    assert anonymous.status_code == 200
+    assert anonymous.get_json() == {"status": "ok"}
+    # Through a reverse proxy on this machine: not a local probe.
+    proxied = client.get("/readyz", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert proxied.get_json() == {"status": "ok"}
+    auditor = factories.auth(factories.make_user(role=Role.AUDITOR))
+    assert client.get("/readyz", headers=auditor, environ_base=remote).get_json() == {
+        "status": "ok"
+    }
+    admin = factories.auth(factories.make_user(role=Role.ADMIN))
+    detailed = client.get("/readyz", headers=admin, environ_base=remote).get_json()
+    assert detailed["checks"]["database"]["latency_ms"] >= 0
+    local = client.get("/readyz", environ_base={"REMOTE_ADDR": "::1"}).get_json()
+    assert set(local["checks"]) == {"database", "redis", "search"}
+
+
+def test_readyz_without_detail_still_says_503_when_the_database_is_down():
+    app = make_test_app("postgresql+psycopg://nobody:x@127.0.0.1:1/none")
+    response = app.test_client().get("/readyz", environ_base={"REMOTE_ADDR": "203.0.113.7"})
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "down"}

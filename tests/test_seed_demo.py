@@ -69,8 +69,14 @@ def test_seed_demo_builds_a_plausible_world(app, db_session):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["seed-demo", "--size", str(SIZE), "--seed", "7"])
     assert result.exit_code == 0, result.output
-    assert "buyer@demo.test" in result.output and DEMO_PASSWORD in result.output
-    assert "flask search reindex" in result.output
+    assert "buyer@demo.test" in result.stdout and DEMO_PASSWORD in result.stdout
+    # The database search backend reads the tables: no reindex to advise, no bare bar label,
+    # nothing but the summary on stdout.
+    assert "reindex" not in result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Seeded a demo world in ")
+    assert not [line for line in lines if line.strip() in {"Suppliers", "Seeding suppliers"}]
+    assert not [line for line in lines if line.lstrip().startswith("{")]
 
     db_session.expire_all()
     suppliers = db_session.scalars(
@@ -198,3 +204,110 @@ def test_revoked_certifications_appear_in_a_bigger_world(db_session):
     seed_demo(size=200, seed=11)
     statuses = set(db_session.scalars(select(Certification.status)).all())
     assert statuses == {CertStatus.ACTIVE, CertStatus.REVOKED}
+
+
+@pytest.mark.elasticsearch
+def test_the_summary_advises_a_reindex_only_with_elasticsearch(
+    app, database_url, elasticsearch_url, capsys
+):
+    from market.commands.demo import _report
+    from market.services.demo import DemoSummary
+    from tests.conftest import make_test_app
+
+    es_app = make_test_app(database_url, ELASTICSEARCH_URL=elasticsearch_url)
+    with es_app.app_context():
+        _report(DemoSummary(suppliers=3))
+    assert "run `flask search reindex` next" in capsys.readouterr().out
+    with app.app_context():  # the database backend
+        _report(DemoSummary(suppliers=3))
+    assert "reindex" not in capsys.readouterr().out
+
+
+def test_fresh_builds_a_new_sqlite_database_and_keeps_the_old_one(tmp_path):
+    from flask_migrate import upgrade
+
+    from market.extensions import db
+    from tests.conftest import make_test_app
+
+    path = tmp_path / "market.db"
+    fresh_app = make_test_app(f"sqlite:///{path}")
+    with fresh_app.app_context():
+        upgrade(directory=fresh_app.extensions["migrate"].directory)
+        mine = factories.make_org(OrgKind.SUPPLIER)
+        db.session.commit()
+        mine_id, mine_uscc = mine.id, mine.uscc
+        db.session.remove()
+        result = fresh_app.test_cli_runner().invoke(
+            args=["seed-demo", "--fresh", "--size", "3", "--seed", "5"]
+        )
+        assert result.exit_code == 0, result.output
+        kept = [p for p in tmp_path.iterdir() if p.name.startswith("market-")]
+        assert len(kept) == 1
+        assert f"New demo database: {path.resolve()}" in result.stdout
+        assert str(kept[0]) in result.stdout
+        # The app now serves the new database: the demo is there, the old data is not.
+        assert count(db.session, User, User.email == "admin@demo.test") == 1
+        assert count(db.session, Organization, Organization.uscc == mine_uscc) == 0
+        db.session.remove()
+        db.engine.dispose()
+    import sqlite3
+
+    with sqlite3.connect(kept[0]) as old:
+        assert (
+            old.execute("SELECT id FROM organizations WHERE uscc = ?", (mine_uscc,)).fetchone()[0]
+            == mine_id
+        )
+        assert not old.execute("SELECT 1 FROM users WHERE email = 'admin@demo.test'").fetchall()
+
+
+@pytest.mark.postgres
+def test_fresh_on_postgresql_makes_a_new_database_and_names_it(database_url):
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from market.extensions import db
+    from tests.conftest import make_test_app
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the PostgreSQL path of --fresh")
+    pg_app = make_test_app(database_url)
+    with pg_app.app_context():
+        result = pg_app.test_cli_runner().invoke(
+            args=["seed-demo", "--fresh", "--size", "2", "--seed", "9"]
+        )
+        db.engine.dispose()
+    url = make_url(database_url)
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            made = conn.scalars(
+                text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                {"p": f"{url.database}_demo_%"},
+            ).all()
+        assert result.exit_code == 0, result.output
+        assert len(made) == 1 and made[0] in result.stdout
+        # Named without its password.
+        assert ":***@" in result.stdout and f":{url.password}@" not in result.stdout
+        demo = create_engine(url.set(database=made[0]))
+        with demo.connect() as conn:
+            admins = conn.scalar(text("SELECT count(*) FROM users WHERE email = 'admin@demo.test'"))
+        demo.dispose()
+        assert admins == 1
+        with pg_app.app_context():  # the configured database got no demo
+            assert not db.session.execute(
+                text("SELECT 1 FROM users WHERE email = 'admin@demo.test'")
+            ).first()
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            for name in made if "made" in locals() else []:
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_database d JOIN "
+                        "pg_stat_activity a ON a.datname = d.datname WHERE d.datname = :n"
+                    ),
+                    {"n": name},
+                )
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()

@@ -217,6 +217,82 @@ def test_markup_and_sql_text_are_stored_as_plain_text(client, db_session, t):
     assert response.get_json()["description"] == text
 
 
+def test_patch_changes_only_the_fields_sent(client, db_session, t):
+    t.supplier.description, t.supplier.listed, t.supplier.english_name = "old", False, "Old Co."
+    db_session.flush()
+    before = snapshot(db_session, t.supplier)
+    response = client.patch(
+        f"{API}/{t.supplier.id}/profile", json={"specialized": True}, headers=t.own
+    )
+    assert response.status_code == 200, response.get_json()
+    profile = response.get_json()
+    assert profile["specialized"] is True
+    # What PUT would have reset to defaults is kept.
+    assert profile["description"] == "old" and profile["listed"] is False
+    assert profile["english_name"] == "Old Co." and profile["tier"] == 2
+    assert_synced(db_session, t.supplier, before)
+
+
+def test_patch_null_clears_a_nullable_field(client, db_session, t):
+    t.supplier.description = "old"
+    db_session.flush()
+    response = client.patch(
+        f"{API}/{t.supplier.id}/profile", json={"description": None}, headers=t.own
+    )
+    assert response.status_code == 200
+    assert response.get_json()["description"] is None
+
+
+def test_patch_that_changes_nothing_keeps_the_version_and_tells_nobody(client, db_session, t):
+    before = snapshot(db_session, t.supplier)
+    for body in ({}, {"tier": 2}):
+        response = client.patch(f"{API}/{t.supplier.id}/profile", json=body, headers=t.own)
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["version"] == before["version"]
+    assert_unchanged(db_session, t.supplier, before)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"tier": None}, "tier"),
+        ({"tier": 4}, "tier"),
+        ({"listed": None}, "listed"),
+        ({"specialized": "yes"}, "specialized"),
+        ({"status": "active"}, "status"),
+        ({"version": 99}, "version"),
+        ({"revenue_band": "<3m"}, "revenue_band"),
+    ],
+)
+def test_bad_profile_patches_are_422_and_change_nothing(client, db_session, t, body, field):
+    before = snapshot(db_session, t.supplier)
+    response = client.patch(f"{API}/{t.supplier.id}/profile", json=body, headers=t.own)
+    assert response.status_code == 422, response.get_json()
+    assert field in fields_of(response)
+    assert_unchanged(db_session, t.supplier, before)
+
+
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [("buyer", 403), ("auditor", 403), ("other_supplier", 404), ("anonymous", 401)],
+)
+def test_only_own_users_and_admins_patch_the_profile(client, db_session, t, who, status):
+    before = snapshot(db_session, t.supplier)
+    headers = {} if who == "anonymous" else getattr(t, who)
+    response = client.patch(f"{API}/{t.supplier.id}/profile", json={"tier": 1}, headers=headers)
+    assert response.status_code == status
+    assert_unchanged(db_session, t.supplier, before)
+
+
+def test_put_and_patch_document_replacement_and_partial_update(client):
+    operations = client.get("/openapi.json").get_json()["paths"][
+        "/api/v1/suppliers/{org_id}/profile"
+    ]
+    assert "Replace" in operations["put"]["summary"]
+    assert "replacement" in operations["put"]["description"]
+    assert "some fields" in operations["patch"]["summary"]
+
+
 def test_top_level_array_body_is_rejected(client, db_session, t):
     before = snapshot(db_session, t.supplier)
     response = client.put(f"{API}/{t.supplier.id}/profile", json=[{"tier": 1}], headers=t.own)
@@ -728,6 +804,7 @@ def test_every_supplier_route_is_documented(client):
     for path, method in [
         ("/api/v1/suppliers/{org_id}", "get"),
         ("/api/v1/suppliers/{org_id}/profile", "put"),
+        ("/api/v1/suppliers/{org_id}/profile", "patch"),
         ("/api/v1/suppliers/{org_id}/sites", "post"),
         ("/api/v1/suppliers/{org_id}/sites", "get"),
         ("/api/v1/suppliers/{org_id}/sites/{site_id}", "patch"),

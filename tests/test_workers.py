@@ -50,6 +50,7 @@ from tests import factories
 from tests.conftest import RUN_ID, _empty_all_tables, make_test_app
 from tests.factories import GUANGZHOU, SHANTOU, SHENZHEN
 from tests.faults.harness import work_horse_of
+from tests.timing import scaled
 from workers import outbox
 from workers.queue import enqueue, jobs
 from workers.scheduler import warn_expiring_certifications
@@ -61,13 +62,15 @@ D = Decimal
 def wait_for(
     condition: Callable[[], Any], timeout: float, what: str, logs: Callable[[], str] = str
 ) -> Any:
-    deadline = time.monotonic() + timeout
+    """``condition()`` once truthy, polled until ``timeout`` (scaled: ``tests.timing``)."""
+    limit = scaled(timeout)
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         result = condition()
         if result:
             return result
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{logs()}")
+    raise AssertionError(f"timed out after {limit:g} s waiting for {what}\n{logs()}")
 
 
 def make_purchases(count: int, *, far_every: int = 4) -> list[Purchase]:
@@ -341,10 +344,10 @@ class Processes:
                 process.send_signal(signal.SIGTERM)
         for process, _ in self.running:
             try:
-                process.wait(timeout=15)
+                process.wait(timeout=scaled(15))
             except subprocess.TimeoutExpired:
                 process.kill()
-                process.wait(timeout=5)
+                process.wait(timeout=scaled(5))
 
 
 @pytest.fixture
@@ -490,9 +493,9 @@ def test_a_work_horse_killed_mid_job_still_gives_one_entry(live, database_url, m
                         lambda: f"{sessions(watcher)}\n{live['processes'].logs()}",
                     )
             else:
-                time.sleep(1.0)  # the horse is waiting for the SQLite write lock
+                time.sleep(scaled(1.0))  # the horse is waiting for the SQLite write lock
             os.kill(horse, signal.SIGKILL)
-            time.sleep(0.3)
+            time.sleep(scaled(0.3))
             if raw_sqlite is not None:
                 raw_sqlite.execute("ROLLBACK")
             holder.rollback()
@@ -575,3 +578,66 @@ SQLITE_TRIGGER = """
 CREATE TRIGGER ledger_entries_immutable BEFORE UPDATE ON ledger_entries
 BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only: UPDATE refused on ledger_entries'); END
 """
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(line) for line in found.stdout.split()]
+
+
+@pytest.mark.redis
+def test_an_idle_worker_stops_promptly_on_sigterm_with_its_scheduler(live):
+    """A supervisor's SIGTERM ends an idle worker (and RQ's scheduler child) in seconds.
+
+    RQ's command-channel thread used to sleep 60 s once unsubscribed, and RQ's teardown waits
+    for it: the worker took a minute to stop (``workers.worker.AppWorker.subscribe``).
+    """
+    processes = live["processes"]
+    worker = processes.start("worker")
+    wait_for(
+        lambda: "Listening on" in processes.logs() and "Scheduler for" in processes.logs(),
+        30,
+        "the worker and its scheduler to be up",
+        processes.logs,
+    )
+    scheduler = wait_for(lambda: _children(worker.pid), 10, "the scheduler child")
+    time.sleep(1.5)  # idle: blocked in its dequeue, the command thread waiting for messages
+    stopping = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=scaled(30))
+    took = time.monotonic() - stopping
+    assert worker.returncode == 0, processes.logs()
+    # RQ's scheduler checks its stop flag every second, the command thread wakes every second.
+    assert took < scaled(5), f"stopped after {took:.1f} s\n{processes.logs()}"
+    for pid in scheduler:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.redis
+def test_the_command_channel_thread_ends_within_a_second_after_unsubscribing(redis_url):
+    """The losing side of the race that made idle workers take 60 s to stop: redis-py's
+    thread handles the unsubscribe reply and goes back to wait for a subscription before RQ's
+    teardown tells it to stop; it must notice the stop at its next poll, a second later."""
+    from rq import Queue
+
+    from workers.worker import PUBSUB_POLL_SECONDS, AppWorker
+
+    connection = Redis.from_url(redis_url)
+    worker = AppWorker(
+        [Queue(f"{RUN_ID}-commands", connection=connection)],
+        connection=connection,
+        name=f"{RUN_ID}-commands",
+    )
+    worker.subscribe()
+    try:
+        wait_for(lambda: worker.pubsub.subscribed, 5, "the subscription")
+        worker.pubsub.unsubscribe()
+        wait_for(lambda: not worker.pubsub.subscribed, 5, "the unsubscribe reply")
+        time.sleep(0.3)  # the thread is back in get_message, waiting for a subscription
+        stopping = time.monotonic()
+        worker.pubsub_thread.stop()
+        took = time.monotonic() - stopping
+    finally:
+        worker.pubsub.close()
+    assert took < scaled(PUBSUB_POLL_SECONDS + 1), f"the thread stopped after {took:.1f} s"

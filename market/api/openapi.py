@@ -42,6 +42,11 @@ BODY_ERRORS = (
 
 BEARER = "bearerToken"
 SESSION = "sessionCookie"
+LINK_HEADER = {
+    "description": 'RFC 8288 links to this, the next and the previous page (rel="self", '
+    '"next", "prev"); the same URLs as the body\'s ``links``.',
+    "schema": {"type": "string"},
+}
 
 
 class ApiConventions(BasePlugin):
@@ -86,6 +91,9 @@ class ApiConventions(BasePlugin):
             if _signed_in_only(handler):
                 operation.setdefault("security", [{BEARER: []}, {SESSION: []}])
             responses = operation.setdefault("responses", {})
+            if _is_page(responses.get("200") or responses.get(200)):
+                ok = responses.get("200") or responses[200]
+                ok.setdefault("headers", {})["Link"] = LINK_HEADER
             for code, response in responses.items():
                 if _is_error(code) and _without_body(response):
                     response["content"] = self._error_content()
@@ -104,6 +112,19 @@ class ApiConventions(BasePlugin):
 
 def _is_error(code: Any) -> bool:
     return str(code).isdigit() and int(code) >= 400
+
+
+def _is_page(response: Any) -> bool:
+    """Whether a response's body is a list envelope (``market.schemas.PageSchema``)."""
+    from market.schemas import PageSchema
+
+    if not isinstance(response, dict):
+        return False
+    schema = response.get("content", {}).get("application/json", {}).get("schema")
+    if isinstance(schema, dict):  # already resolved to a reference: pages are named "...Page"
+        return str(schema.get("$ref", "")).endswith("Page")
+    schema_class = schema if isinstance(schema, type) else type(schema)
+    return issubclass(schema_class, PageSchema)
 
 
 def _without_body(response: Any) -> bool:

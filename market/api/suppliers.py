@@ -24,6 +24,7 @@ from market.schemas.suppliers import (
     SiteListQuerySchema,
     SitePatchSchema,
     SiteSchema,
+    SupplierProfilePatchSchema,
     SupplierProfileSchema,
     SupplierSchema,
 )
@@ -67,7 +68,26 @@ class SupplierProfile(MethodView):
     @blp.response(200, SupplierSchema)
     @errors(401, 403, 404)
     def put(self, data: dict[str, Any], org_id: int) -> Organization:
-        """Replace a supplier's profile: tier, description, 专精特新 flag, size bands, listing."""
+        """Replace a supplier's profile (all of it).
+
+        A full replacement of tier, description, 专精特新 flag, size bands, English name and
+        listing: ``tier`` is required and every optional field not sent takes its default
+        (``description``, bands and ``english_name`` cleared, ``specialized`` false, ``listed``
+        true). To change some fields only, use PATCH.
+        """
+        return services.supplier_profile_update(actor(), org_id, data)
+
+    @allow(*EDITORS)
+    @blp.arguments(SupplierProfilePatchSchema(partial=True))
+    @blp.response(200, SupplierSchema)
+    @errors(401, 403, 404)
+    def patch(self, data: dict[str, Any], org_id: int) -> Organization:
+        """Change some fields of a supplier's profile.
+
+        Only the fields sent change; ``null`` clears a nullable one (``description``, the
+        bands, ``english_name``). A body that changes nothing changes nothing (same
+        ``version``).
+        """
         return services.supplier_profile_update(actor(), org_id, data)
 
 

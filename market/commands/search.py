@@ -6,6 +6,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
+from market.commands.progress import progress_bar
 from market.extensions import db
 from market.models import OutboxEvent, OutboxStatus, OutboxTopic
 from search import search_backend
@@ -32,8 +33,8 @@ def reindex_command(batch_size: int) -> None:
     if backend is None:
         return
     total = supplier_count()
-    with click.progressbar(length=total, label="Indexing suppliers") as bar:
-        result = reindex(backend, batch_size=batch_size, progress=bar.update)
+    with progress_bar(total, "Indexing suppliers") as advance:
+        result = reindex(backend, batch_size=batch_size, progress=advance)
     click.echo(
         f"{result.indexed} suppliers indexed into {result.index} "
         f"(alias {backend.alias}); {result.caught_up} caught up; "

@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from market import refdata
-from market.schemas import PageMetaSchema, PageQuerySchema
+from market.schemas import PageMetaSchema, PageQuerySchema, PageSchema
 from search import spec
 
 MAX_QUERY_LENGTH = 200
@@ -107,7 +107,7 @@ class MatchSchema(Schema):
     matched_certifications = fields.List(fields.Nested(CertificationRefSchema))
 
 
-class MatchPageSchema(Schema):
+class MatchPageSchema(PageSchema):
     items = fields.List(fields.Nested(MatchSchema))
     meta = fields.Nested(PageMetaSchema)
     degraded = fields.Boolean(
@@ -140,7 +140,7 @@ class FacetsSchema(Schema):
     certification = fields.List(fields.Nested(FacetBucketSchema))
 
 
-class SupplierSearchPageSchema(Schema):
+class SupplierSearchPageSchema(PageSchema):
     items = fields.List(fields.Nested(SupplierHitSchema))
     meta = fields.Nested(PageMetaSchema)
     facets = fields.Nested(FacetsSchema)

@@ -139,7 +139,9 @@ def _check_city_code(value: str) -> None:
 
 
 class SupplierProfileSchema(StrictSchema):
-    """PUT body: the whole editable profile (omitted optional fields are cleared)."""
+    """PUT body: the whole editable profile, a full replacement. ``tier`` is required; an
+    omitted optional field takes its default: ``description``, the size bands and
+    ``english_name`` are cleared, ``specialized`` becomes false and ``listed`` true."""
 
     tier = _integer(
         required=True,
@@ -164,6 +166,11 @@ class SupplierProfileSchema(StrictSchema):
     listed = StrictBoolean(
         load_default=True, metadata={"description": "false hides the supplier from search."}
     )
+
+
+class SupplierProfilePatchSchema(SupplierProfileSchema):
+    """PATCH body: any subset of the profile's fields; the fields not sent are kept (load it
+    with ``partial=True``). ``null`` clears a nullable field."""
 
 
 # --- sites ----------------------------------------------------------------------------------------

@@ -148,10 +148,18 @@ def supplier_get(user: User, organization_id: int) -> Organization:
 
 
 def supplier_profile_update(user: User, organization_id: int, data: dict[str, Any]) -> Organization:
-    """Replace the editable profile of a supplier (its own users or an admin)."""
+    """Set the profile fields in ``data`` (all of them for PUT, those sent for PATCH) of a
+    supplier (its own users or an admin); a change that changes nothing is not one."""
     org = editable_supplier(user, organization_id)
-    for name in PROFILE_FIELDS:
-        setattr(org, name, data[name])
+    changes = {
+        name: data[name]
+        for name in PROFILE_FIELDS
+        if name in data and getattr(org, name) != data[name]
+    }
+    if not changes:
+        return org
+    for name, value in changes.items():
+        setattr(org, name, value)
     _changed(org)
     commit()
     return org

@@ -20,6 +20,7 @@ PLANT_BODY = {"name": "新能源总装厂", "city_code": "440100", "lat": 23.0, 
 RULES = [
     Rule("GET", SUPPLIER, SIGNED_IN),
     Rule("PUT", SUPPLIER + "/profile", EDITORS, body={"tier": 2, "specialized": True}),
+    Rule("PATCH", SUPPLIER + "/profile", EDITORS, body={"specialized": True}),
     Rule("POST", SUPPLIER + "/sites", EDITORS, body=SITE_BODY),
     Rule("GET", SUPPLIER + "/sites", SIGNED_IN),
     Rule("GET", SUPPLIER + "/sites/{site_a}", SIGNED_IN),

@@ -33,8 +33,9 @@ from tests.isolation import begin_outer, bind_session, end_outer
 FRAMEWORK_ENDPOINTS = {
     "static",
     "api-docs.openapi_json",
-    "api-docs.openapi_swagger_ui",
-    "api-docs.openapi_redoc",
+    "docs.swagger_ui",
+    "docs.swagger_asset",
+    "docs.swagger_init",
 }
 DENIED_FOR_OTHERS = {403, 404}
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")

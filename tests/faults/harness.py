@@ -51,6 +51,7 @@ from market.models import (
 )
 from tests import factories
 from tests.factories import GUANGZHOU, SHANTOU, SHENZHEN
+from tests.timing import scaled
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET_KEY = "test-secret-key-not-for-production"
@@ -85,7 +86,7 @@ class Api:
     def __init__(self, base_url: str, timeout: float = 20.0) -> None:
         self.base_url = base_url
         self.pool = urllib3.PoolManager(
-            maxsize=32, block=False, retries=False, timeout=urllib3.Timeout(total=timeout)
+            maxsize=32, block=False, retries=False, timeout=urllib3.Timeout(total=scaled(timeout))
         )
         self.replies: list[Reply] = []
         self._lock = threading.Lock()
@@ -161,7 +162,7 @@ class ApiServer:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=scaled(10))
         with self.app.app_context():
             db.session.remove()
             db.engine.dispose()
@@ -276,7 +277,7 @@ class Processes:
     def wait_ready(self, process: subprocess.Popen[bytes], line: str, timeout: float = 60) -> None:
         """Wait until the process logged ``line`` (it is up and listening)."""
         log = next(log for p, log in self.running if p is process)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while line not in log.read_text(errors="replace"):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"{log.name} never logged {line!r}\n{self.logs()}")
@@ -294,11 +295,11 @@ class Processes:
         delaying RQ's retries), then anything left in its group."""
         process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=scaled(15))
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+            process.wait(timeout=scaled(10))
 
     def stop(self) -> None:
         """End every process of the scenario at once (its outcome is already checked)."""
@@ -311,7 +312,7 @@ class Processes:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
         for process, _ in self.running:
-            process.wait(timeout=10)
+            process.wait(timeout=scaled(10))
 
 
 # --- the world ------------------------------------------------------------------------------

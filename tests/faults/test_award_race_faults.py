@@ -24,6 +24,7 @@ from tests import factories
 from tests.conftest import USE_POSTGRES
 from tests.faults.harness import Reply, build_world
 from tests.faults.toolkit import wait_until
+from tests.timing import scaled
 
 pytestmark = [
     pytest.mark.faults,
@@ -77,7 +78,7 @@ def test_twenty_concurrent_awards_over_http(
         def award(
             i: int, barrier: threading.Barrier = barrier, ids: list[int] = quote_ids, run: int = run
         ) -> Reply:
-            barrier.wait(timeout=30)
+            barrier.wait(timeout=scaled(30))
             return stack.api.post(
                 f"/api/v1/quotes/{ids[i % len(ids)]}/award",
                 {"invoice_number": f"RACE-{run}-{i}"},

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from market.models import IdempotencyRecord, Purchase
 from tests.faults.harness import Reply, build_world, confirm_purchase, purchase_body
 from tests.faults.toolkit import wait_until
+from tests.timing import scaled
 
 pytestmark = [pytest.mark.faults, pytest.mark.redis]
 
@@ -57,7 +58,7 @@ def test_the_same_idempotency_key_ten_times_at_once(
             barrier: threading.Barrier = barrier,
             headers: dict[str, str] = headers,
         ) -> Reply:
-            barrier.wait(timeout=30)
+            barrier.wait(timeout=scaled(30))
             return api.post("/api/v1/purchases", body, headers)
 
         started = time.monotonic()

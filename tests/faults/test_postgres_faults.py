@@ -34,6 +34,7 @@ from tests.faults.harness import (
     purchase_body,
 )
 from tests.faults.toolkit import PrivatePostgres, wait_until
+from tests.timing import scaled
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.redis]
 
@@ -72,7 +73,7 @@ class PurchaseLoad:
     def __exit__(self, *exc: object) -> None:
         self.stopping.set()
         for thread in self._threads:
-            thread.join(timeout=60)
+            thread.join(timeout=scaled(60))
 
     def acked_since(self, count: int) -> int:
         with self._lock:

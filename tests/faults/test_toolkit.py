@@ -12,6 +12,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from tests.faults.toolkit import PrivateRedis, fault_proxy, wait_until
+from tests.timing import scaled
 
 pytestmark = [pytest.mark.faults, pytest.mark.redis]
 
@@ -46,7 +47,7 @@ def test_proxy_passes_adds_latency_cuts_and_heals(private_redis):
 
         proxy.heal()
         healed = Redis(port=proxy.port, socket_timeout=2, socket_connect_timeout=1)
-        assert wait_until(healed.ping, timeout=5, what="ping through the healed proxy") < 5
+        assert wait_until(healed.ping, timeout=5, what="ping through the healed proxy") < scaled(5)
 
 
 def test_blackholed_proxy_times_out_instead_of_answering(private_redis):

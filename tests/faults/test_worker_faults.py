@@ -32,6 +32,7 @@ from tests.conftest import USE_POSTGRES
 from tests.faults.conftest import Stack, StackFactory
 from tests.faults.harness import alive, build_world, insert_purchases, work_horse_of
 from tests.faults.toolkit import eventually, wait_until
+from tests.timing import scaled
 from workers import outbox
 from workers.ledger import BATCH_SIZE
 
@@ -213,10 +214,10 @@ def test_worker_parent_killed(fresh_db, engine, database_url, redis_url, make_st
             if with_horse:  # the whole worker is gone (its container, its node)
                 os.killpg(worker.pid, signal.SIGKILL)  # with RQ's scheduler child
                 os.kill(horse, signal.SIGKILL)
-                worker.wait(timeout=10)
+                worker.wait(timeout=scaled(10))
             else:  # only the parent: its horse lives on as an orphan
                 worker.send_signal(signal.SIGKILL)
-                worker.wait(timeout=10)
+                worker.wait(timeout=scaled(10))
                 assert alive(horse)
                 stack.processes.orphans.append(horse)
             worker = stack.processes.worker()  # what a supervisor does

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.timing import scaled
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -36,13 +38,14 @@ def wait_until(
     interval: float = 0.05,
     what: str | Callable[[], str] = "",
 ) -> float:
-    """Poll ``condition`` until truthy; return the seconds it took, or fail at the deadline.
+    """Poll ``condition`` until truthy; return the seconds it took, or fail at the deadline
+    (``timeout`` scaled by the run's time factor, ``tests.timing``).
 
     ``what`` names the wait in the failure message; a callable is called then (for logs as
     they are at the deadline, not at the start).
     """
     started = time.monotonic()
-    deadline = started + timeout
+    deadline = started + scaled(timeout)
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
@@ -53,7 +56,7 @@ def wait_until(
         time.sleep(interval)
     described = what() if callable(what) else what
     raise AssertionError(
-        f"timed out after {timeout}s waiting for {described or condition}: {last_error}"
+        f"timed out after {scaled(timeout):g}s waiting for {described or condition}: {last_error}"
     )
 
 
@@ -96,7 +99,7 @@ class FaultProxy:
 
     def start(self) -> FaultProxy:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start_server(), self._loop).result(timeout=5)
+        asyncio.run_coroutine_threadsafe(self._start_server(), self._loop).result(timeout=scaled(5))
         return self
 
     def stop(self) -> None:
@@ -111,11 +114,11 @@ class FaultProxy:
             # pending with the loop.
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             if tasks:
-                await asyncio.wait(tasks, timeout=5)
+                await asyncio.wait(tasks, timeout=scaled(5))
 
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=5)
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=scaled(5))
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=scaled(5))
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -125,7 +128,7 @@ class FaultProxy:
     def cut(self) -> None:
         """Drop every open connection and refuse new ones until :meth:`heal`."""
         self.mode = "cut"
-        asyncio.run_coroutine_threadsafe(self._drop_all(), self._loop).result(timeout=5)
+        asyncio.run_coroutine_threadsafe(self._drop_all(), self._loop).result(timeout=scaled(5))
 
     def blackhole(self) -> None:
         """Accept connections but never forward a byte (a hung service)."""
@@ -221,7 +224,9 @@ class PrivatePostgres:
         command = [str(POSTGRES_BIN / program), *args]
         if self._as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
-        return subprocess.run(command, capture_output=True, text=True, check=check, timeout=120)
+        return subprocess.run(
+            command, capture_output=True, text=True, check=check, timeout=scaled(120)
+        )
 
     def init(self) -> PrivatePostgres:
         if self._as_postgres:
@@ -237,7 +242,7 @@ class PrivatePostgres:
 
     def start(self, timeout: float = 30) -> None:
         """Start the postmaster; retried while the old one's backends still hold its memory."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while True:
             result = self._run(
                 "pg_ctl",
@@ -330,7 +335,7 @@ class PrivateRedis:
         """SIGKILL: everything in memory is lost, as after a crash."""
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=scaled(10))
 
     def restart_empty(self) -> None:
         self.kill()
