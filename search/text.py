@@ -296,9 +296,20 @@ def category_tokens() -> dict[str, frozenset[str]]:
 
 
 def categories_matching(group: Iterable[str]) -> list[str]:
-    """The categories whose name holds a token of the group (sorted; ancestors included)."""
+    """The categories whose name holds a token of the group, and their descendants (sorted).
+
+    Descendants are listed because slugs are not always prefixed by their parent's
+    (``warehousing-logistics`` → ``logistics.road-freight``), and filters match by prefix.
+    """
     wanted = set(group)
-    return sorted(slug for slug, tokens in category_tokens().items() if tokens & wanted)
+    found = {slug for slug, tokens in category_tokens().items() if tokens & wanted}
+    return sorted({slug for root in found for slug in _descendants(root)})
+
+
+@cache
+def _descendants(slug: str) -> tuple[str, ...]:
+    category = refdata.categories()[slug]
+    return (slug, *(d for child in category.children for d in _descendants(child)))
 
 
 def text_matches(stored: str | None, group: Iterable[str]) -> bool:
