@@ -14,7 +14,8 @@ from datetime import date
 from functools import cached_property
 from typing import Any
 
-from search import spec, text
+from search import spec
+from search.text import TextQuery, categories_matching, parse_query
 
 # Elasticsearch's default index.max_result_window; both backends refuse pages beyond it so they
 # behave alike (deep paging is not what a ranked list is for).
@@ -67,13 +68,13 @@ class SupplierQuery:
         return self.lat is not None and self.lon is not None
 
     @cached_property
-    def text_query(self) -> text.TextQuery:
-        return text.parse_query(self.text)
+    def text_query(self) -> TextQuery:
+        return parse_query(self.text)
 
     def word_matches(self) -> list[WordMatch]:
         """Per query word: the tokens that stand for it and the categories whose name has one."""
         return [
-            WordMatch(group, tuple(text.categories_matching(group)))
+            WordMatch(group, tuple(categories_matching(group)))
             for group in self.text_query.groups
         ]
 

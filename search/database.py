@@ -40,6 +40,7 @@ from search.backends import (
     sorted_buckets,
 )
 from search.documents import explain, load_supplier_documents, nearest_site
+from search.text import TextQuery
 
 # Bounding boxes are widened by this much so that rounding never cuts off a site at the edge;
 # the exact haversine check decides.
@@ -102,7 +103,7 @@ class DatabaseSearchBackend(SearchBackend):
                 # The number of words found in a name, like Elasticsearch's constant scores.
                 in_names = sum(
                     (
-                        case((_has_token(Organization.search_names, w.tokens), 1), else_=0)
+                        case((has_token(Organization.search_names, w.tokens), 1), else_=0)
                         for w in words
                     ),
                     start=literal(0),
@@ -173,7 +174,13 @@ def _holds_certification(standard: str, valid_on: date, valid_through: date) -> 
     )
 
 
-def _has_token(column: Any, tokens: Iterable[str]) -> ColumnElement[bool]:
+def text_conditions(query: TextQuery, *columns: Any) -> list[ColumnElement[bool]]:
+    """Every word of the query (or a synonym) as a token of one of these token columns: the
+    text search of demands and organizations (database-backed; no index of their own)."""
+    return [or_(*(has_token(column, group) for column in columns)) for group in query.groups]
+
+
+def has_token(column: Any, tokens: Iterable[str]) -> ColumnElement[bool]:
     """The stored token set (``" tok1 tok2 "``) holds one of the tokens.
 
     Whole tokens are compared: each is looked for with its delimiting spaces, so ``制动`` does
@@ -201,8 +208,8 @@ def _in_any_category(categories: Iterable[str]) -> ColumnElement[bool]:
 def word_condition(word: WordMatch) -> ColumnElement[bool]:
     """One query word, as :func:`search.queries.word_filter` states it for Elasticsearch."""
     alternatives = [
-        _has_token(Organization.search_names, word.tokens),
-        _has_token(Organization.search_text, word.tokens),
+        has_token(Organization.search_names, word.tokens),
+        has_token(Organization.search_text, word.tokens),
     ]
     if word.categories:
         alternatives.append(_in_any_category(word.categories))

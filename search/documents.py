@@ -191,7 +191,7 @@ def _load_documents(
     organization: Callable[[InstrumentedAttribute[int]], ColumnElement[bool]],
 ) -> dict[int, dict[str, Any]]:
     orgs = {
-        row.id: SupplierRows(*row)
+        row.id: SupplierRows(**row._mapping)
         for row in db.session.execute(
             select(*_ORG_COLUMNS)
             .where(organization(Organization.id), Organization.kind == OrgKind.SUPPLIER)

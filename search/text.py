@@ -20,6 +20,7 @@ they cannot disagree about which texts match.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -175,7 +176,7 @@ def _as_bigrams(words: list[Token]) -> Iterator[Token]:
             continue
         if len(run) == 1:
             yield run[0]
-        for first, second in zip(run, run[1:], strict=False):
+        for first, second in itertools.pairwise(run):
             yield Token(first.text + second.text, first.start, second.end)
         run = []
         if word.text:

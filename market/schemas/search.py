@@ -51,18 +51,24 @@ def _few_words(value: str) -> None:
         raise ValidationError(f"At most {MAX_TERMS} words (this query has {count}).")
 
 
+def search_words(description: str) -> fields.String:
+    """The ``q`` parameter of a text search: segmented, synonyms expanded (search.text)."""
+    return fields.String(
+        validate=validate.And(validate.Length(max=MAX_QUERY_LENGTH), _few_words),
+        metadata={
+            "description": f"{description} (Chinese is segmented into words; synonyms of the "
+            "trade and English word forms match; every word must match)"
+        },
+    )
+
+
 class MatchQuerySchema(PageQuerySchema):
     """``?page=&per_page=`` of a demand's ranked suppliers."""
 
 
 class SupplierSearchQuerySchema(PageQuerySchema):
-    q = fields.String(
-        validate=validate.And(validate.Length(max=MAX_QUERY_LENGTH), _few_words),
-        metadata={
-            "description": "Words (Chinese is segmented; synonyms of the trade and English "
-            "word forms match) to find in the names, the description or the names of the "
-            "supplier's categories; every word must match"
-        },
+    q = search_words(
+        "Words to find in the names, the description or the names of the supplier's categories"
     )
     lat = fields.Float(validate=validate.Range(min=-90, max=90), allow_nan=False)
     lon = fields.Float(validate=validate.Range(min=-180, max=180), allow_nan=False)
