@@ -191,7 +191,9 @@ def _load_documents(
     organization: Callable[[InstrumentedAttribute[int]], ColumnElement[bool]],
 ) -> dict[int, dict[str, Any]]:
     orgs = {
-        row.id: SupplierRows(**row._mapping)
+        # Positional: the columns are _ORG_COLUMNS in the dataclass's field order (cheaper than
+        # keywords at a rebuild's scale; too many columns for the typed overloads of select).
+        row.id: SupplierRows(*cast(tuple[Any, ...], row))
         for row in db.session.execute(
             select(*_ORG_COLUMNS)
             .where(organization(Organization.id), Organization.kind == OrgKind.SUPPLIER)

@@ -28,7 +28,7 @@ import threading
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -138,6 +138,7 @@ def _normalised_with_offsets(text: str) -> tuple[str, list[int]]:
 _MIN_STEMMED = 4
 
 
+@lru_cache(maxsize=1 << 16)  # the Snowball stemmer is pure Python; the vocabulary is small
 def _stem(word: str) -> str:
     if len(word) < _MIN_STEMMED or not (word.isalpha() and word.isascii()):
         return word
@@ -160,11 +161,16 @@ def _words(normal: str, *, query: bool = False) -> Iterator[Token]:
         yield from _latin_words(normal[position : cjk.start()], position)
         words = [
             Token(word, cjk.start() + start, cjk.start() + end)
-            for word, start, end in _segmenter().tokenize(cjk.group(), HMM=False)
+            for word, start, end in _segment(cjk.group())
         ]
         yield from _as_bigrams(words) if query else words
         position = cjk.end()
     yield from _latin_words(normal[position:], position)
+
+
+@lru_cache(maxsize=1 << 16)  # runs such as 有限公司 or 供应商 recur in many texts
+def _segment(run: str) -> tuple[tuple[str, int, int], ...]:
+    return tuple(_segmenter().tokenize(run, HMM=False))
 
 
 def _as_bigrams(words: list[Token]) -> Iterator[Token]:
@@ -198,16 +204,21 @@ def _latin_words(segment: str, offset: int) -> Iterator[Token]:
 
 def _inner_tokens(word: Token) -> Iterator[Token]:
     """A Chinese word's dictionary sub-words and single characters (indexing only)."""
-    text = word.text
+    for inner, start, end in _inner_words(word.text):
+        yield Token(inner, word.start + start, word.start + end)
+
+
+@lru_cache(maxsize=1 << 16)  # words repeat across texts; the dictionary look-ups do not change
+def _inner_words(text: str) -> tuple[tuple[str, int, int], ...]:
     if len(text) < 2 or not _CJK.fullmatch(text):
-        return
-    for index, ch in enumerate(text):
-        yield Token(ch, word.start + index, word.start + index + 1)
+        return ()
+    found = [(ch, index, index + 1) for index, ch in enumerate(text)]
     for size in range(2, len(text)):
         for index in range(len(text) - size + 1):
             inner = text[index : index + size]
             if _is_dictionary_word(inner):
-                yield Token(inner, word.start + index, word.start + index + size)
+                found.append((inner, index, index + size))
+    return tuple(found)
 
 
 def index_tokens(*texts: str | None) -> str:
