@@ -74,8 +74,7 @@ class SupplierQuery:
     def word_matches(self) -> list[WordMatch]:
         """Per query word: the tokens that stand for it and the categories whose name has one."""
         return [
-            WordMatch(group, tuple(categories_matching(group)))
-            for group in self.text_query.groups
+            WordMatch(group, tuple(categories_matching(group))) for group in self.text_query.groups
         ]
 
 
