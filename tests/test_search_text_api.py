@@ -251,3 +251,40 @@ def test_organization_text_search_for_admins(client, world):
         "/api/v1/organizations", query_string={"q": "卡钳"}, headers=factories.auth(world["buyer"])
     )
     assert buyer.status_code == 403
+
+
+# --- keeping the stored tokens fresh ------------------------------------------------------------
+
+
+def test_a_profile_change_is_searchable_at_once(client, world):
+    brake = world["brake"]
+    own = factories.auth(factories.make_user(brake))
+    assert found(search(client, world, q="雨刮")) == [world["wiper"].id]
+    response = client.put(
+        f"/api/v1/suppliers/{brake.id}/profile",
+        json={"description": "现也生产刮水器", "english_name": "Huanan Wipers", "tier": 1},
+        headers=own,
+    )
+    assert response.status_code == 200, response.get_json()
+    assert sorted(found(search(client, world, q="雨刮"))) == sorted([brake.id, world["wiper"].id])
+    # The old description's words are gone (制动 still in the legal name: search 卡钳).
+    assert found(search(client, world, q="盘式")) == []
+
+
+def test_retokenize_repairs_token_sets_written_around_the_hooks(app, world):
+    from sqlalchemy import update
+
+    from search.reindex import retokenize
+
+    brake = world["brake"]
+    # A bulk UPDATE bypasses the ORM hook: the stored tokens go stale.
+    db.session.execute(
+        update(Organization).where(Organization.id == brake.id).values(search_text=" stale ")
+    )
+    result = retokenize(batch_size=2)
+    assert result.organizations == 1 and result.demands == 0
+    db.session.expire_all()
+    assert " 卡钳 " in (db.session.get(Organization, brake.id).search_text or "")
+    assert retokenize().organizations == 0  # nothing left to change
+    runner = app.test_cli_runner()
+    assert "0 organizations, 0 demands" in runner.invoke(args=["search", "retokenize"]).output
