@@ -226,8 +226,8 @@ def _match_item(rank: int, hit: MatchHit) -> dict[str, Any]:
 
 def highlights(document: dict[str, Any], query: SupplierQuery) -> list[dict[str, Any]]:
     """Where the query's tokens occur: in the names, the description (an excerpt) and the
-    Chinese names of the supplier's categories. Computed from the document, so both backends
-    answer the same."""
+    names ("中文 English") of the supplier's categories. Computed from the document, so both
+    backends answer the same."""
     tokens = query.text_query.tokens
     if not tokens:
         return []
