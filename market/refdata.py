@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -70,6 +71,22 @@ def categories() -> dict[str, Category]:
 
     walk(_load("part_taxonomy")["tree"], None, 1)
     return out
+
+
+def city_code_for(name: str) -> str | None:
+    """The code of a city given by code, Chinese name (广州市, 广州), pinyin or slug (any case,
+    full-width letters too); None if no city has that name."""
+    return _city_names().get(unicodedata.normalize("NFKC", name).strip().lower())
+
+
+@cache
+def _city_names() -> dict[str, str]:
+    names: dict[str, str] = {}
+    for city in _load("guangdong_cities")["cities"]:
+        for key in ("code", "name_zh", "name_short_zh", "name_pinyin", "slug"):
+            if city.get(key):
+                names[str(city[key]).lower()] = city["code"]
+    return names
 
 
 def category_ancestors(slug: str) -> list[str]:

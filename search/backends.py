@@ -11,9 +11,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from typing import Any
 
 from search import spec
+from search.text import TextQuery, categories_matching, parse_query
 
 # Elasticsearch's default index.max_result_window; both backends refuse pages beyond it so they
 # behave alike (deep paging is not what a ranked list is for).
@@ -49,7 +51,9 @@ class MatchPage:
 class SupplierQuery:
     """The filters of the supplier search box (already validated)."""
 
-    terms: tuple[str, ...] = ()  # every term must occur in a name or the description
+    # Every word (or one of its synonyms) must be a token of a name, of the description, or of
+    # the name of a category the supplier has a capability in (search.text).
+    text: str = ""
     lat: float | None = None
     lon: float | None = None
     radius_km: float = spec.DEFAULT_RADIUS_KM  # only with lat/lon
@@ -57,10 +61,30 @@ class SupplierQuery:
     standards: tuple[str, ...] = ()  # a certification valid today of each
     tier: int | None = None
     city_code: str | None = None
+    specialized: bool | None = None  # 专精特新
 
     @property
     def near(self) -> bool:
         return self.lat is not None and self.lon is not None
+
+    @cached_property
+    def text_query(self) -> TextQuery:
+        return parse_query(self.text)
+
+    def word_matches(self) -> list[WordMatch]:
+        """Per query word: the tokens that stand for it and the categories whose name has one."""
+        return [
+            WordMatch(group, tuple(categories_matching(group))) for group in self.text_query.groups
+        ]
+
+
+@dataclass(frozen=True)
+class WordMatch:
+    """What satisfies one query word: a token of the group in the names or description, or a
+    capability under one of the categories."""
+
+    tokens: tuple[str, ...]
+    categories: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -76,7 +100,8 @@ class SearchPage:
     total: int
     page: int
     per_page: int
-    # facet name ("city", "tier", "certification") → [(value, number of suppliers)], most first
+    # facet name ("city", "tier", "certification", "specialized") → [(value, number of
+    # suppliers)], most first
     facets: dict[str, list[tuple[Any, int]]] = field(default_factory=dict)
     degraded: bool = False
 

@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, text
+from sqlalchemy import ColumnElement, case, exists, func, literal, or_, select, text
 from sqlalchemy.orm import aliased
 
 from market.extensions import db
@@ -36,9 +36,11 @@ from search.backends import (
     SearchHit,
     SearchPage,
     SupplierQuery,
+    WordMatch,
     sorted_buckets,
 )
 from search.documents import explain, load_supplier_documents, nearest_site
+from search.text import TextQuery
 
 # Bounding boxes are widened by this much so that rounding never cuts off a site at the edge;
 # the exact haversine check decides.
@@ -96,9 +98,17 @@ class DatabaseSearchBackend(SearchBackend):
         else:
             total = db.session.scalar(select(func.count(Organization.id)).where(*conditions)) or 0
             order: list[Any] = []
-            if query.terms:
-                in_names = and_(*(_in_names(term) for term in query.terms))
-                order.append(case((in_names, 0), else_=1))
+            words = query.word_matches()
+            if words:
+                # The number of words found in a name, like Elasticsearch's constant scores.
+                in_names = sum(
+                    (
+                        case((has_token(Organization.search_names, w.tokens), 1), else_=0)
+                        for w in words
+                    ),
+                    start=literal(0),
+                )
+                order.append(in_names.desc())
             order.append(Organization.id)
             page_ids = list(
                 db.session.scalars(
@@ -164,19 +174,53 @@ def _holds_certification(standard: str, valid_on: date, valid_through: date) -> 
     )
 
 
-def _in_names(term: str) -> ColumnElement[bool]:
-    return or_(
-        Organization.legal_name.icontains(term, autoescape=True),
-        Organization.english_name.icontains(term, autoescape=True),
+def text_conditions(query: TextQuery, *columns: Any) -> list[ColumnElement[bool]]:
+    """Every word of the query (or a synonym) as a token of one of these token columns: the
+    text search of demands and organizations (database-backed; no index of their own)."""
+    return [or_(*(has_token(column, group) for column in columns)) for group in query.groups]
+
+
+def has_token(column: Any, tokens: Iterable[str]) -> ColumnElement[bool]:
+    """The stored token set (``" tok1 tok2 "``) holds one of the tokens.
+
+    Whole tokens are compared: each is looked for with its delimiting spaces, so ``制动`` does
+    not match the token ``制动器`` (which the index holds with its sub-word ``制动`` anyway).
+    """
+    return or_(*(column.contains(f" {token} ", autoescape=True) for token in tokens))
+
+
+def _in_any_category(categories: Iterable[str]) -> ColumnElement[bool]:
+    capability = aliased(Capability)
+    return exists().where(
+        capability.organization_id == Organization.id,
+        or_(
+            *(
+                or_(
+                    capability.category == category,
+                    capability.category.startswith(category + ".", autoescape=True),
+                )
+                for category in categories
+            )
+        ),
     )
+
+
+def word_condition(word: WordMatch) -> ColumnElement[bool]:
+    """One query word, as :func:`search.queries.word_filter` states it for Elasticsearch."""
+    alternatives = [
+        has_token(Organization.search_names, word.tokens),
+        has_token(Organization.search_text, word.tokens),
+    ]
+    if word.categories:
+        alternatives.append(_in_any_category(word.categories))
+    return or_(*alternatives)
 
 
 def _search_conditions(query: SupplierQuery, today: date) -> list[ColumnElement[bool]]:
     conditions = _visible_supplier()
-    for term in query.terms:
-        conditions.append(
-            or_(_in_names(term), Organization.description.icontains(term, autoescape=True))
-        )
+    conditions.extend(word_condition(word) for word in query.word_matches())
+    if query.specialized is not None:
+        conditions.append(Organization.specialized.is_(query.specialized))
     if query.category:
         conditions.append(_in_category(query.category))
     conditions.extend(
@@ -249,12 +293,18 @@ def _facets(scope: list[ColumnElement[bool]], today: date) -> dict[str, list[tup
         )
         .group_by(Certification.standard)
     )
+    specialized = db.session.execute(
+        select(Organization.specialized, func.count(Organization.id))
+        .where(*scope)
+        .group_by(Organization.specialized)
+    )
     return {
         "city": sorted_buckets({code: n for code, n in cities}),
         "tier": sorted_buckets({tier: n for tier, n in tiers}),
         "certification": sorted_buckets({standard: n for standard, n in standards}),
+        "specialized": sorted_buckets({bool(flag): n for flag, n in specialized}),
     }
 
 
 def _facets_empty() -> dict[str, list[tuple[Any, int]]]:
-    return {"city": [], "tier": [], "certification": []}
+    return {"city": [], "tier": [], "certification": [], "specialized": []}

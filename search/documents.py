@@ -62,6 +62,10 @@ class SupplierSource(Protocol):
     def tier(self) -> int | None: ...
     @property
     def specialized(self) -> bool: ...
+    @property
+    def search_names(self) -> str | None: ...
+    @property
+    def search_text(self) -> str | None: ...
     # Site-, Capability- and Certification-like rows (ORM objects or SELECT rows), in id order.
     @property
     def sites(self) -> Sequence[Any]: ...
@@ -92,6 +96,10 @@ def supplier_document(org: SupplierSource) -> dict[str, Any]:
         "city_code": org.city_code,
         "tier": org.tier,
         "specialized": bool(org.specialized),
+        # Token sets computed when the text was written (search.text): segmentation costs far
+        # more than building the rest of the document, so a rebuild does none.
+        "name_tokens": org.search_names or " ",
+        "text_tokens": org.search_text or " ",
         "categories": sorted(
             {path for category in capabilities for path in refdata.category_ancestors(category)}
         ),
@@ -135,6 +143,8 @@ class SupplierRows:
     city_code: str
     tier: int | None
     specialized: bool
+    search_names: str | None
+    search_text: str | None
     sites: list[Any] = field(default_factory=list)
     capabilities: list[Any] = field(default_factory=list)
     certifications: list[Any] = field(default_factory=list)
@@ -152,6 +162,8 @@ _ORG_COLUMNS = (
     Organization.city_code,
     Organization.tier,
     Organization.specialized,
+    Organization.search_names,
+    Organization.search_text,
 )
 
 
@@ -179,7 +191,9 @@ def _load_documents(
     organization: Callable[[InstrumentedAttribute[int]], ColumnElement[bool]],
 ) -> dict[int, dict[str, Any]]:
     orgs = {
-        row.id: SupplierRows(*row)
+        # Positional: the columns are _ORG_COLUMNS in the dataclass's field order (cheaper than
+        # keywords at a rebuild's scale; too many columns for the typed overloads of select).
+        row.id: SupplierRows(*cast(tuple[Any, ...], row))
         for row in db.session.execute(
             select(*_ORG_COLUMNS)
             .where(organization(Organization.id), Organization.kind == OrgKind.SUPPLIER)

@@ -131,6 +131,12 @@ class ElasticsearchBackend(SearchBackend):
             "certification": sorted_buckets(
                 {b["key"]: b["suppliers"]["doc_count"] for b in standards}
             ),
+            "specialized": sorted_buckets(
+                {
+                    b["key_as_string"] == "true": b["doc_count"]
+                    for b in aggs["specialized"]["buckets"]
+                }
+            ),
         }
         return SearchPage(
             hits=hits,

@@ -1,8 +1,9 @@
 """The Elasticsearch index of suppliers: settings and an explicit, strict mapping.
 
-The server may be the bare integration-test distribution (no analysis-common, no ICU or smartcn),
-so text uses the ``standard`` analyzer: it splits Chinese into single characters and English into
-lower-cased words, which is what the free-text search expects.
+Text is analysed in Python (:mod:`search.text`: jieba segmentation, stemming), once, when it is
+written; the index receives the token sets and only splits them on whitespace. That keeps the
+two backends in agreement, and needs nothing beyond core analysis components — the server may be
+the bare integration-test distribution (no analysis-common, no ICU or smartcn, no painless).
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ INDEX_SETTINGS: dict[str, Any] = {
     "refresh_interval": "1s",
 }
 
-_TEXT = {"type": "text", "analyzer": "standard"}
+# The texts themselves are kept for display and highlighting, not searched.
+_STORED_TEXT = {"type": "text", "index": False}
+# A token set (" tok1 tok2 "), already segmented, stemmed and lower-cased in Python: the
+# pre-built ``whitespace`` analyzer (core) only splits it. A custom analyzer cannot be used: the
+# ``whitespace`` *tokenizer* lives in the analysis-common module, absent from the test server.
+# Matching is by whole tokens and scoring constant, so no positions or norms.
+_TOKENS = {
+    "type": "text",
+    "analyzer": "whitespace",
+    "index_options": "docs",
+    "norms": False,
+}
 
 MAPPING: dict[str, Any] = {
     # Any field the document builder does not know about is a bug, not a new field.
@@ -29,9 +41,11 @@ MAPPING: dict[str, Any] = {
         "listed": {"type": "boolean"},
         # active, listed and a supplier: every query filters on this.
         "visible": {"type": "boolean"},
-        "legal_name": _TEXT,
-        "english_name": _TEXT,
-        "description": _TEXT,
+        "legal_name": _STORED_TEXT,
+        "english_name": _STORED_TEXT,
+        "description": _STORED_TEXT,
+        "name_tokens": _TOKENS,
+        "text_tokens": _TOKENS,
         "city_code": {"type": "keyword"},
         "tier": {"type": "integer"},
         "specialized": {"type": "boolean"},

@@ -1,7 +1,8 @@
 """Elasticsearch request bodies for matching and for the supplier search box.
 
 Plain functions from validated inputs to dicts: no scripts (the server may have no painless) and
-never a ``query_string`` — user text only ever reaches ``multi_match`` as a phrase.
+never a ``query_string`` — user text is analysed in Python (:mod:`search.text`) and only its
+tokens reach Elasticsearch, as exact ``terms``.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from datetime import date
 from typing import Any
 
 from search import spec
-from search.backends import SupplierQuery
+from search.backends import SupplierQuery, WordMatch
 
 SITES = "sites"
-TEXT_FIELDS = ("legal_name^3", "english_name^3", "description")
+NAME_TOKENS = "name_tokens"
+TEXT_TOKENS = "text_tokens"
 _INT32 = 2**31
 
 
@@ -125,11 +127,23 @@ def match_sort(demand: spec.DemandFact) -> list[dict[str, Any]]:
     ]
 
 
-def search_query(query: SupplierQuery, today: date) -> dict[str, Any]:
-    """The supplier search box: filters, and every term as a phrase in a name or description.
+def word_filter(word: WordMatch) -> dict[str, Any]:
+    """One query word: a token of its group in the names or description, or a capability
+    under a category whose name has one (token sets: exact terms, no analysis of user text)."""
+    should: list[dict[str, Any]] = [
+        {"terms": {NAME_TOKENS: list(word.tokens)}},
+        {"terms": {TEXT_TOKENS: list(word.tokens)}},
+    ]
+    if word.categories:
+        should.append({"terms": {"categories": list(word.categories)}})
+    return {"bool": {"should": should, "minimum_should_match": 1}}
 
-    A phrase keeps Chinese characters in order (the standard analyzer indexes them one by one),
-    so ``制动`` does not match a text that merely contains 制 and 动 somewhere.
+
+def search_query(query: SupplierQuery, today: date) -> dict[str, Any]:
+    """The supplier search box: filters, and every query word as a token filter.
+
+    The score is the number of words found in a name (a constant 1 each), so the order —
+    score, then id — is exactly the database backend's.
     """
     filters: list[dict[str, Any]] = [visible()]
     if query.category:
@@ -139,20 +153,24 @@ def search_query(query: SupplierQuery, today: date) -> dict[str, Any]:
         filters.append({"term": {"tier": query.tier}})
     if query.city_code:
         filters.append({"term": {"city_code": query.city_code}})
+    if query.specialized is not None:
+        filters.append({"term": {"specialized": query.specialized}})
     if query.lat is not None and query.lon is not None:
         filters.append(within(query.lat, query.lon, query.radius_km))
-    must = [
-        {"multi_match": {"query": term, "type": "phrase", "fields": list(TEXT_FIELDS)}}
-        for term in query.terms
+    words = query.word_matches()
+    filters.extend(word_filter(word) for word in words)
+    in_names = [
+        {"constant_score": {"filter": {"terms": {NAME_TOKENS: list(word.tokens)}}, "boost": 1.0}}
+        for word in words
     ]
-    return {"bool": {"filter": filters, "must": must}}
+    return {"bool": {"filter": filters, "should": in_names}}
 
 
 def search_sort(query: SupplierQuery) -> list[Any]:
-    """Near a point: nearest first; with text: most relevant first; always then by id."""
+    """Near a point: nearest first; with text: most words in a name first; always then by id."""
     if query.lat is not None and query.lon is not None:
         return [by_distance(query.lat, query.lon), {"id": {"order": "asc"}}]
-    if query.terms:
+    if query.text_query:
         return [{"_score": {"order": "desc"}}, {"id": {"order": "asc"}}]
     return [{"id": {"order": "asc"}}]
 
@@ -162,6 +180,7 @@ def facet_aggregations(today: date) -> dict[str, Any]:
     valid_today = holds_certification(None, today, today)["nested"]["query"]
     return {
         "city": {"terms": {"field": "city_code", "size": 100}},
+        "specialized": {"terms": {"field": "specialized", "size": 2}},
         "tier": {"terms": {"field": "tier", "size": 10}},
         "certification": {
             "nested": {"path": "certifications"},

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from elasticsearch import ApiError, TransportError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from market.extensions import db
 from market.models import Organization, OrgKind
@@ -192,3 +192,66 @@ def _catch_up(backend: ElasticsearchBackend, since: datetime, written: dict[int,
         # Not fatal: their outbox rows (or the next reconcile) will write them.
         log.warning("catch-up after reindex left some suppliers", extra={"failed": len(errors)})
     return len(changed) - len(errors)
+
+
+@dataclass
+class RetokenizeResult:
+    organizations: int = 0
+    demands: int = 0
+
+
+def retokenize(batch_size: int = 1000) -> RetokenizeResult:
+    """Recompute every stored token set (search.text) and commit those that changed.
+
+    Needed after the segmenter's dictionary or the stemming rules change (synonyms are expanded
+    at query time and need nothing). Elasticsearch holds copies: rebuild it afterwards.
+    """
+    from market.models import Demand
+    from market.models.search_tokens import (
+        DEMAND_TEXT_FIELDS,
+        ORGANIZATION_NAME_FIELDS,
+        ORGANIZATION_TEXT_FIELDS,
+        tokens_of,
+    )
+
+    result = RetokenizeResult()
+    tables: list[tuple[Any, dict[str, tuple[str, ...]]]] = [
+        (
+            Organization,
+            {"search_names": ORGANIZATION_NAME_FIELDS, "search_text": ORGANIZATION_TEXT_FIELDS},
+        ),
+        (Demand, {"search_text": DEMAND_TEXT_FIELDS}),
+    ]
+    for model, columns in tables:
+        sources = sorted({name for fields in columns.values() for name in fields})
+        selected = [
+            model.id,
+            *(getattr(model, c) for c in columns),
+            *(getattr(model, s) for s in sources),
+        ]
+        last_id = 0
+        while True:
+            rows = db.session.execute(
+                select(*selected).where(model.id > last_id).order_by(model.id).limit(batch_size)
+            ).all()
+            if not rows:
+                break
+            last_id = rows[-1].id
+            changes = []
+            for row in rows:
+                values = row._mapping
+                fresh = {
+                    column: tokens_of(*(values[name] for name in fields))
+                    for column, fields in columns.items()
+                }
+                if any(values[column] != token_set for column, token_set in fresh.items()):
+                    changes.append({"id": row.id, **fresh})
+            if changes:
+                # A bulk UPDATE by primary key: the token columns only, no version bump.
+                db.session.execute(update(model), changes)
+            db.session.commit()
+            if model is Organization:
+                result.organizations += len(changes)
+            else:
+                result.demands += len(changes)
+    return result

@@ -239,11 +239,11 @@ def test_search_box_strings_do_not_break_or_reveal_hidden_suppliers(ranker):
         supplier(description=f"制动 caliper {text}", status=OrgStatus.SUSPENDED),
     ]
     for query in BAD_SEARCH_STRINGS:
-        found = ranker.search(SupplierQuery(terms=tuple(query.split())))
+        found = ranker.search(SupplierQuery(text=query))
         assert not {org.id for org in hidden} & set(found), query
-    assert ranker.search(SupplierQuery(terms=("制动", "caliper"))) == [shown.id]
-    assert ranker.search(SupplierQuery(terms=("CALIPER",))) == [shown.id]
-    assert ranker.search(SupplierQuery(terms=("动制",))) == []  # characters out of order
+    assert ranker.search(SupplierQuery(text="制动 caliper")) == [shown.id]
+    assert ranker.search(SupplierQuery(text="CALIPER")) == [shown.id]
+    assert ranker.search(SupplierQuery(text="动制")) == []  # characters out of order
 
 
 def test_search_filters_near_category_certification_tier_city(ranker):
@@ -265,4 +265,5 @@ def test_search_filters_near_category_certification_tier_city(ranker):
         "city": [("440300", 2), ("440100", 1)],
         "tier": [(2, 2), (1, 1)],
         "certification": [("iatf-16949", 1)],
+        "specialized": [(False, 3)],
     }

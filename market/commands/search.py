@@ -11,7 +11,7 @@ from market.extensions import db
 from market.models import OutboxEvent, OutboxStatus, OutboxTopic
 from search import search_backend
 from search.elastic import ElasticsearchBackend
-from search.reindex import reindex, supplier_count
+from search.reindex import reindex, retokenize, supplier_count
 from search.sync import reconcile, sync_pending
 
 search_cli = AppGroup("search", help="The supplier search index.")
@@ -87,3 +87,15 @@ def sync_pending_command(limit: int, full: bool) -> None:
             f"reconcile: {len(checked.stale)} stale, {len(checked.extra)} extra, "
             f"{len(checked.failed)} failed"
         )
+
+
+@search_cli.command("retokenize")
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 10_000))
+def retokenize_command(batch_size: int) -> None:
+    """Recompute the stored search tokens (after a change of the segmenter's dictionary)."""
+    result = retokenize(batch_size=batch_size)
+    click.echo(
+        f"search tokens changed: {result.organizations} organizations, {result.demands} demands"
+    )
+    if result.organizations and isinstance(search_backend(), ElasticsearchBackend):
+        click.echo("Elasticsearch holds copies of them: run `flask search reindex`.")

@@ -1,5 +1,6 @@
 """Every mapped class, importable from one place (Alembic and the app import this module)."""
 
+from market.models import search_tokens
 from market.models.accounts import (
     ApiToken,
     Organization,
@@ -32,6 +33,8 @@ from market.models.marketplace import (
 from market.models.notifications import Notification, NotificationKind
 from market.models.outbox import OutboxEvent, OutboxStatus, OutboxTopic
 from market.models.suppliers import Capability, Certification, CertStatus, Site, SiteKind
+
+search_tokens.register()
 
 __all__ = [
     "ApiToken",

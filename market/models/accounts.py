@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.database import utcnow
 from market.extensions import Model
+from market.models import search_tokens
 
 if TYPE_CHECKING:
     from market.models.suppliers import Capability, Certification, Site
@@ -60,6 +61,13 @@ class Organization(Model):
     verified_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Search tokens of the names and of the description (search.text), kept by search_tokens.
+    search_names: Mapped[str | None] = mapped_column(
+        Text, default=search_tokens.organization_name_tokens
+    )
+    search_text: Mapped[str | None] = mapped_column(
+        Text, default=search_tokens.organization_text_tokens
+    )
 
     users: Mapped[list[User]] = relationship(back_populates="organization")
     sites: Mapped[list[Site]] = relationship(

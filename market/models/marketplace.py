@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.database import utcnow
 from market.extensions import Model
+from market.models import search_tokens
 from market.models.accounts import Organization
 from market.models.suppliers import Site
 
@@ -95,6 +96,8 @@ class Demand(Model):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     published_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    # Search tokens of the title and description (search.text), kept by search_tokens.
+    search_text: Mapped[str | None] = mapped_column(Text, default=search_tokens.demand_text_tokens)
 
     organization: Mapped[Organization] = relationship()
     plant: Mapped[Site] = relationship()

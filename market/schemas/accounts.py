@@ -9,6 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from market import refdata, uscc
 from market.models import OrgKind, OrgStatus, Role
 from market.schemas import PageQuerySchema, StrictSchema
+from market.schemas.search import search_words
 
 PASSWORD_MIN = 12
 # argon2 accepts any length; the cap only bounds the hashing work one request can ask for.
@@ -108,6 +109,7 @@ class OrganizationRegisterSchema(StrictSchema):
 class OrganizationQuerySchema(PageQuerySchema):
     kind = fields.Enum(OrgKind, by_value=True, load_default=None)
     status = fields.Enum(OrgStatus, by_value=True, load_default=None)
+    q = search_words("Words to find in the Chinese or English name or the description")
 
 
 class SuspendSchema(StrictSchema):

@@ -31,6 +31,7 @@ from market.models import (
 from market.schemas import PageQuerySchema, StrictSchema
 from market.schemas.fields import MAX_AMOUNT, Money
 from market.schemas.ledger import LedgerStatusSchema, SubsidyPreviewSchema
+from market.schemas.search import search_words
 
 # Database integer primary keys; a larger id in a path or body names nothing.
 MAX_ID = 2**31 - 1
@@ -272,6 +273,7 @@ class DemandQuerySchema(PageQuerySchema):
     )
     plant_id = Id(strict=False)
     oem = Id(strict=False, metadata={"description": "The buying organization's id."})
+    q = search_words("Words to find in the title or description")
     sort = sort_field("id", "created_at", "need_by", default="-id")
 
 

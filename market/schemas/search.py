@@ -8,7 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from market import refdata
 from market.schemas import PageMetaSchema, PageQuerySchema, PageSchema
-from search import spec
+from search import spec, text
 
 MAX_QUERY_LENGTH = 200
 MAX_TERMS = 10
@@ -25,14 +25,41 @@ def _known_standard(value: str) -> None:
         raise ValidationError("Unknown certification standard; see /api/v1/certifications.")
 
 
-def _known_city(value: str) -> None:
-    if value not in refdata.cities():
-        raise ValidationError("Unknown city code; see /api/v1/cities.")
+class CityField(fields.String):
+    """A Guangdong city by GB/T 2260 code, Chinese name (广州市 or 广州) or English name
+    (Guangzhou, any case); loads as the code."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        name = super()._deserialize(value, attr, data, **kwargs)
+        code = refdata.city_code_for(name)
+        if code is None:
+            raise ValidationError(
+                "Unknown city; give a code, 广州/广州市 or Guangzhou (see /api/v1/cities)."
+            )
+        return code
 
 
-def _few_terms(value: str) -> None:
-    if len(value.split()) > MAX_TERMS:
-        raise ValidationError(f"At most {MAX_TERMS} words.")
+def _few_words(value: str) -> None:
+    """Not too many words after segmentation (each is one more condition of the query).
+
+    A query without any word (punctuation, emoji) is no text filter, like an empty box.
+    """
+    if len(value) > MAX_QUERY_LENGTH:
+        return  # refused by the length check; not worth segmenting
+    count = text.word_count(value)
+    if count > MAX_TERMS:
+        raise ValidationError(f"At most {MAX_TERMS} words (this query has {count}).")
+
+
+def search_words(description: str) -> fields.String:
+    """The ``q`` parameter of a text search: segmented, synonyms expanded (search.text)."""
+    return fields.String(
+        validate=validate.And(validate.Length(max=MAX_QUERY_LENGTH), _few_words),
+        metadata={
+            "description": f"{description} (Chinese is segmented into words; synonyms of the "
+            "trade and English word forms match; every word must match)"
+        },
+    )
 
 
 class MatchQuerySchema(PageQuerySchema):
@@ -40,9 +67,8 @@ class MatchQuerySchema(PageQuerySchema):
 
 
 class SupplierSearchQuerySchema(PageQuerySchema):
-    q = fields.String(
-        validate=[validate.Length(max=MAX_QUERY_LENGTH), _few_terms],
-        metadata={"description": "Words to find in the Chinese or English name or description"},
+    q = search_words(
+        "Words to find in the names, the description or the names of the supplier's categories"
     )
     lat = fields.Float(validate=validate.Range(min=-90, max=90), allow_nan=False)
     lon = fields.Float(validate=validate.Range(min=-180, max=180), allow_nan=False)
@@ -60,7 +86,12 @@ class SupplierSearchQuerySchema(PageQuerySchema):
         metadata={"description": "Standards with a certification valid today (repeatable)"},
     )
     tier = fields.Integer(validate=validate.Range(min=1, max=3))
-    city = fields.String(validate=_known_city, metadata={"description": "GB/T 2260 city code"})
+    city = CityField(
+        metadata={"description": "GB/T 2260 code, or the Chinese or English name of the city"}
+    )
+    specialized = fields.Boolean(
+        metadata={"description": "true: only 专精特新 suppliers; false: only the others"}
+    )
 
     @validates_schema
     def _point_is_complete(self, data: dict[str, Any], **_: Any) -> None:
@@ -115,8 +146,23 @@ class MatchPageSchema(PageSchema):
     )
 
 
+class HighlightSchema(Schema):
+    field = fields.String(
+        metadata={"description": "legal_name, english_name, description or category"}
+    )
+    text = fields.String(metadata={"description": "The text, or an excerpt of the description"})
+    spans = fields.List(
+        fields.List(fields.Integer()),
+        metadata={"description": "[start, end) character offsets of the matched words in text"},
+    )
+
+
 class SupplierHitSchema(Schema):
     supplier = fields.Nested(SupplierSummarySchema)
+    highlights = fields.List(
+        fields.Nested(HighlightSchema),
+        metadata={"description": "Where the query's words (or synonyms) were found"},
+    )
     certifications = fields.List(
         fields.String(), metadata={"description": "Standards with a certification valid today"}
     )
@@ -134,10 +180,16 @@ class TierBucketSchema(Schema):
     count = fields.Integer()
 
 
+class FlagBucketSchema(Schema):
+    value = fields.Boolean()
+    count = fields.Integer()
+
+
 class FacetsSchema(Schema):
     city = fields.List(fields.Nested(FacetBucketSchema))
     tier = fields.List(fields.Nested(TierBucketSchema))
     certification = fields.List(fields.Nested(FacetBucketSchema))
+    specialized = fields.List(fields.Nested(FlagBucketSchema))
 
 
 class SupplierSearchPageSchema(PageSchema):

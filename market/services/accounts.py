@@ -33,6 +33,8 @@ from market.services import security_log
 from market.services.pagination import Page, paginate
 from market.services.security_log import SecurityEventKind
 from market.services.unit_of_work import commit, emit, rollback
+from search.database import text_conditions
+from search.text import parse_query
 
 # The same answer for an unknown account and a wrong password: nothing to enumerate.
 BAD_CREDENTIALS = "Email or password is incorrect."
@@ -102,10 +104,22 @@ def organization_register(data: dict[str, Any]) -> tuple[Organization, User]:
 
 
 def organization_list(
-    actor: User, *, page: int, per_page: int, kind: OrgKind | None, status: OrgStatus | None
+    actor: User,
+    *,
+    page: int,
+    per_page: int,
+    kind: OrgKind | None,
+    status: OrgStatus | None,
+    q: str | None = None,
 ) -> Page:
-    """Organizations for admins and auditors, oldest first, optionally by kind and status."""
+    """Organizations for admins and auditors, oldest first, optionally by kind, status and
+    words of the names or description."""
     query = select(Organization).order_by(Organization.id)
+    if q:
+        words = parse_query(q)
+        query = query.where(
+            *text_conditions(words, Organization.search_names, Organization.search_text)
+        )
     if kind is not None:
         query = query.where(Organization.kind == kind)
     if status is not None:

@@ -35,6 +35,8 @@ from market.permissions import require_active_organization
 from market.schemas.marketplace import MAX_ID, today
 from market.services.pagination import Page, paginate
 from market.services.unit_of_work import commit
+from search.database import text_conditions
+from search.text import parse_query
 
 # action → (states it may start from, state it leads to)
 _TRANSITIONS: Mapping[str, tuple[frozenset[DemandState], DemandState]] = {
@@ -287,6 +289,8 @@ def demand_list(user: User, query: dict[str, Any]) -> Page:
         stmt = stmt.where(Demand.plant_id == query["plant_id"])
     if "oem" in query:
         stmt = stmt.where(Demand.organization_id == query["oem"])
+    if query.get("q"):
+        stmt = stmt.where(*text_conditions(parse_query(query["q"]), Demand.search_text))
     stmt = stmt.order_by(*order_by(query["sort"], _SORT_COLUMNS, Demand.id))
     return paginate(stmt, query["page"], query["per_page"])
 

@@ -20,12 +20,13 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from market import refdata
 from market.clock import business_today
 from market.errors import NotFound, ServiceUnavailable, ValidationFailed
 from market.extensions import db
 from market.models import Demand, Organization, OrgKind, OrgStatus, Role, User
 from market.services.pagination import Page
-from search import documents, search_backend, spec
+from search import documents, search_backend, spec, text
 from search.backends import (
     MAX_RESULT_WINDOW,
     MatchHit,
@@ -73,7 +74,7 @@ def supplier_search(user: User, args: dict[str, Any]) -> dict[str, Any]:
     page, per_page = args["page"], args["per_page"]
     _check_window(page, per_page)
     query = SupplierQuery(
-        terms=tuple(args.get("q", "").split()),
+        text=args.get("q", ""),
         lat=args.get("lat"),
         lon=args.get("lon"),
         radius_km=args.get("radius_km", spec.DEFAULT_RADIUS_KM),
@@ -81,13 +82,14 @@ def supplier_search(user: User, args: dict[str, Any]) -> dict[str, Any]:
         standards=tuple(dict.fromkeys(args.get("cert") or ())),
         tier=args.get("tier"),
         city_code=args.get("city"),
+        specialized=args.get("specialized"),
     )
     on = today()
     result, degraded = _answer(lambda backend: backend.search(query, on, page, per_page))
     hits = _still_visible(result.hits)
     total = result.total - (len(result.hits) - len(hits))
     return {
-        "items": [_search_item(hit, on) for hit in hits],
+        "items": [_search_item(hit, on, query) for hit in hits],
         "meta": Page([], page, per_page, total).meta,
         "facets": {
             name: [{"value": value, "count": count} for value, count in buckets]
@@ -223,9 +225,31 @@ def _match_item(rank: int, hit: MatchHit) -> dict[str, Any]:
     }
 
 
-def _search_item(hit: SearchHit, on: date) -> dict[str, Any]:
+def highlights(document: dict[str, Any], query: SupplierQuery) -> list[dict[str, Any]]:
+    """Where the query's tokens occur: in the names, the description (an excerpt) and the
+    names ("中文 English") of the supplier's categories. Computed from the document, so both
+    backends answer the same."""
+    tokens = query.text_query.tokens
+    if not tokens:
+        return []
+    found = []
+    for field in ("legal_name", "english_name", "description"):
+        marked = text.highlight(document[field], tokens)
+        if marked is not None:
+            found.append({"field": field, **marked})
+    for slug in document["capabilities"]:
+        category = refdata.categories().get(slug)
+        name = f"{category.zh} {category.en}" if category else None
+        marked = text.highlight(name, tokens)
+        if marked is not None:
+            found.append({"field": "category", **marked})
+    return found
+
+
+def _search_item(hit: SearchHit, on: date, query: SupplierQuery) -> dict[str, Any]:
     return {
         "supplier": _supplier_summary(hit.document),
+        "highlights": highlights(hit.document, query),
         "certifications": documents.valid_standards(hit.document, on),
         "distance_km": hit.distance_km,
         "nearest_site": (
