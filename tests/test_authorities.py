@@ -174,3 +174,33 @@ def test_the_cli_manages_authorities_and_jurisdictions(env):
     users = run_cli(env, "list", "--role", "auditor")
     assert "shen@gov.test" in users.output and "authority=" in users.output
     assert run_cli(env, "set-authority", "nobody@gov.test", "广州市财政局").exit_code != 0
+
+
+def test_auditors_see_plants_and_demands_in_their_jurisdiction_only(env):
+    with env.db():
+        oem = factories.make_org(OrgKind.OEM, city_code="440100")
+        guangzhou_plant = factories.make_site(oem, city_code="440100")
+        shenzhen_plant = factories.make_site(oem, at=factories.SHENZHEN, city_code="440300")
+        in_guangzhou = factories.make_demand(oem, guangzhou_plant)
+        in_shenzhen = factories.make_demand(oem, shenzhen_plant)
+        city = factories.auth(
+            make_user(role=Role.AUDITOR, authority=factories.make_authority(["440100"]))
+        )
+        province = factories.auth(make_user(role=Role.AUDITOR))
+    c = env.client()
+
+    def ids(url: str, headers: dict[str, str]) -> set[int]:
+        response = c.get(url, headers=headers)
+        assert response.status_code == 200, response.get_json()
+        return {item["id"] for item in response.get_json()["items"]}
+
+    plants = f"/api/v1/plants?organization_id={oem.id}"
+    assert ids(plants, city) == {guangzhou_plant.id}
+    assert ids(plants, province) == {guangzhou_plant.id, shenzhen_plant.id}
+    assert c.get(f"/api/v1/plants/{shenzhen_plant.id}", headers=city).status_code == 404
+    assert c.get(f"/api/v1/plants/{guangzhou_plant.id}", headers=city).status_code == 200
+    demands = ids("/api/v1/demands?per_page=100", city)
+    assert in_guangzhou.id in demands and in_shenzhen.id not in demands
+    assert {in_guangzhou.id, in_shenzhen.id} <= ids("/api/v1/demands?per_page=100", province)
+    assert c.get(f"/api/v1/demands/{in_shenzhen.id}", headers=city).status_code == 404
+    assert c.get(f"/api/v1/demands/{in_guangzhou.id}", headers=city).status_code == 200
