@@ -327,7 +327,9 @@ def _client_address() -> str:
 
 
 def _hit_all(
-    checks: list[tuple[RateLimitItem, str, str]], refused: Callable[[int, str], Exception]
+    checks: list[tuple[RateLimitItem, str, str]],
+    refused: Callable[[int, str], Exception],
+    what: str,
 ) -> None:
     """Count one hit on every limit; raise ``refused(retry_after, scope)`` past any of them.
 
@@ -342,7 +344,7 @@ def _hit_all(
                 raise refused(max(1, math.ceil(reset_at - time.time())), scope)
     except (StorageError, RedisError, OSError) as exc:
         raise ServiceUnavailable(
-            "This is temporarily unavailable: the rate limiter cannot reach its store "
+            f"{what} is temporarily unavailable: the rate limiter cannot reach its store "
             "(Redis). Try again shortly."
         ) from exc
 
@@ -380,7 +382,7 @@ def throttle_login(email: str) -> None:
             headers={"Retry-After": str(retry_after)},
         )
 
-    _hit_all(checks, refused)
+    _hit_all(checks, refused, "Sign-in")
 
 
 def throttle_anonymous_write(scope: str) -> None:
@@ -403,7 +405,7 @@ def throttle_anonymous_write(scope: str) -> None:
             headers={"Retry-After": str(retry_after)},
         )
 
-    _hit_all(checks, refused)
+    _hit_all(checks, refused, scope.capitalize())
 
 
 _PER_REQUEST = (

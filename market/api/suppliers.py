@@ -54,7 +54,7 @@ def errors(*statuses: int) -> Any:
 class Supplier(MethodView):
     @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
     @blp.response(200, SupplierSchema)
-    @errors(401, 404)
+    @errors(401, 403, 404)
     def get(self, org_id: int) -> Organization:
         """A supplier's profile with its sites, capabilities and certifications."""
         return services.supplier_get(actor(), org_id)
@@ -84,7 +84,7 @@ class Sites(MethodView):
     @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
     @blp.arguments(SiteListQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
     @blp.response(200, page_of(SiteSchema))
-    @errors(401, 404)
+    @errors(401, 403, 404)
     def get(self, org_id: int, **query: Any) -> Page:
         """A supplier's sites (filters: kind, city_code, active)."""
         return services.site_list(actor(), org_id, **query)
@@ -94,7 +94,7 @@ class Sites(MethodView):
 class SiteItem(MethodView):
     @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
     @blp.response(200, SiteSchema)
-    @errors(401, 404)
+    @errors(401, 403, 404)
     def get(self, org_id: int, site_id: int) -> Site:
         """One site of a supplier."""
         return services.site_get(actor(), org_id, site_id)
@@ -128,7 +128,7 @@ class Capabilities(MethodView):
     @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
     @blp.arguments(CapabilityListQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
     @blp.response(200, page_of(CapabilitySchema))
-    @errors(401, 404)
+    @errors(401, 403, 404)
     def get(self, org_id: int, **query: Any) -> Page:
         """A supplier's capabilities (filter: category, including its descendants)."""
         return services.capability_list(actor(), org_id, **query)
@@ -157,7 +157,7 @@ class Certifications(MethodView):
     @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
     @blp.arguments(CertificationListQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
     @blp.response(200, page_of(CertificationSchema))
-    @errors(401, 404)
+    @errors(401, 403, 404)
     def get(self, org_id: int, **query: Any) -> Page:
         """A supplier's certifications (filters: standard, status)."""
         return services.certification_list(actor(), org_id, **query)
@@ -167,7 +167,7 @@ class Certifications(MethodView):
 class CertificationItem(MethodView):
     @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
     @blp.response(200, CertificationSchema)
-    @errors(401, 404)
+    @errors(401, 403, 404)
     def get(self, org_id: int, certification_id: int) -> Certification:
         """One certification of a supplier."""
         return services.certification_get(actor(), org_id, certification_id)

@@ -37,6 +37,7 @@ INVITATIONS = "/organizations/<int:organization_id>/invitations"
 @allow(*ALL_ROLES, pending_ok=True)
 @blp.arguments(PageQuerySchema, location="query")
 @blp.response(200, MemberPageSchema)
+@blp.alt_response(403, description="Not a member of this organization")
 def member_list(query: dict[str, Any], organization_id: int) -> dict[str, Any]:
     """The organization's current members (its members and admins)."""
     return teams.member_list(actor(), organization_id, **query).as_dict()
@@ -47,6 +48,7 @@ class Member(MethodView):
     @allow(*ALL_ROLES, pending_ok=True)
     @blp.arguments(MemberRoleSchema)
     @blp.response(200, UserSchema)
+    @blp.alt_response(403, description="Not an org admin of this organization")
     @blp.alt_response(409, description="It would leave the organization without an org admin")
     def patch(self, data: dict[str, Any], organization_id: int, user_id: int) -> User:
         """Change a member's role within the organization (org admins)."""
@@ -54,6 +56,7 @@ class Member(MethodView):
 
     @allow(*ALL_ROLES, pending_ok=True)
     @blp.response(204)
+    @blp.alt_response(403, description="Not an org admin of this organization")
     @blp.alt_response(409, description="The last org admin cannot be removed or leave")
     def delete(self, organization_id: int, user_id: int) -> None:
         """Remove a member (org admins) or leave (oneself): their sessions and tokens end."""
@@ -65,6 +68,7 @@ class Invitations(MethodView):
     @allow(*ALL_ROLES, pending_ok=True)
     @blp.arguments(InvitationCreateSchema)
     @blp.response(201, InvitationCreatedSchema)
+    @blp.alt_response(403, description="Not an org admin of this organization")
     @blp.alt_response(409, description="Already a member, already invited, or suspended")
     def post(self, data: dict[str, Any], organization_id: int) -> dict[str, Any]:
         """Invite a colleague (org admins): the one-time link is shown here, once."""
@@ -77,6 +81,7 @@ class Invitations(MethodView):
     @allow(*ALL_ROLES, pending_ok=True)
     @blp.arguments(PageQuerySchema, location="query")
     @blp.response(200, InvitationPageSchema)
+    @blp.alt_response(403, description="Not an org admin of this organization")
     def get(self, query: dict[str, Any], organization_id: int) -> dict[str, Any]:
         """The organization's invitations, newest first (org admins)."""
         return teams.invitation_list(actor(), organization_id, **query).as_dict()
@@ -85,6 +90,7 @@ class Invitations(MethodView):
 @blp.route(INVITATIONS + "/<int:invitation_id>", methods=["DELETE"])
 @allow(*ALL_ROLES, pending_ok=True)
 @blp.response(204)
+@blp.alt_response(403, description="Not an org admin of this organization")
 @blp.alt_response(409, description="The invitation was already accepted")
 def invitation_revoke(organization_id: int, invitation_id: int) -> None:
     """Revoke a pending invitation (org admins): its link stops working."""
@@ -107,6 +113,7 @@ def invitation_accept(data: dict[str, Any]) -> User:
 @allow(*ALL_ROLES, pending_ok=True)
 @blp.arguments(AuditLogQuerySchema, location="query")
 @blp.response(200, AuditLogPageSchema)
+@blp.alt_response(403, description="Only org admins (their organization's) and admins")
 def audit_log(query: dict[str, Any]) -> dict[str, Any]:
     """Who did what, when, from where: org admins their organization's, admins all."""
     return audit_log_list(actor(), **query).as_dict()

@@ -243,7 +243,7 @@ def invitation_accept(token: str, password: str, display_name: str | None) -> Us
     Throttled per client address like every unauthenticated write. An unknown, expired, used
     or revoked link gets one and the same answer.
     """
-    auth.throttle_anonymous_write("invitation")
+    auth.throttle_anonymous_write("accepting an invitation")
     invitation = db.session.scalar(
         select(Invitation).where(Invitation.token_hash == _hash(token)).with_for_update()
     )
