@@ -60,7 +60,7 @@ def buyer(world: World) -> Buyer:
     from market import refdata
     from market.extensions import db
     from market.models import ApiToken, Organization, OrgKind, OrgStatus, Site, SiteKind, User
-    from market.services.accounts import token_create
+    from market.services.accounts import token_issue
 
     with world.app():
         user = db.session.scalar(select(User).where(User.email == BUYER_EMAIL))
@@ -75,7 +75,7 @@ def buyer(world: World) -> Buyer:
             .values(revoked_at=datetime.now(UTC))
         )
         db.session.commit()
-        _, raw = token_create(user, f"{TOKEN_NAME} {datetime.now(UTC):%H%M%S%f}", 1)
+        _, raw = token_issue(user, f"{TOKEN_NAME} {datetime.now(UTC):%H%M%S%f}", 1)
         plants = list(
             db.session.scalars(
                 select(Site.id)

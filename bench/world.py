@@ -202,7 +202,7 @@ def admin_token(world: World) -> str:
 
     from market.extensions import db
     from market.models import ApiToken, User
-    from market.services.accounts import token_create
+    from market.services.accounts import token_issue
 
     with world.app():
         admin = db.session.scalar(select(User).where(User.email == "admin@demo.test"))
@@ -217,5 +217,5 @@ def admin_token(world: World) -> str:
             .values(revoked_at=datetime.now(UTC))
         )
         db.session.commit()
-        _, raw = token_create(admin, f"benchmark {datetime.now(UTC):%H%M%S%f}", 1)
+        _, raw = token_issue(admin, f"benchmark {datetime.now(UTC):%H%M%S%f}", 1)
         return raw

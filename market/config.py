@@ -56,7 +56,29 @@ class Config:
     REMEMBER_COOKIE_HTTPONLY = True
     REMEMBER_COOKIE_SECURE = True
     REMEMBER_COOKIE_SAMESITE = "Lax"
+    # Sign-in throttling: per (account × client address), and a slower per-account ceiling over
+    # all addresses, so a stranger guessing from one address cannot lock the real user out.
     LOGIN_RATE_LIMIT = _env("LOGIN_RATE_LIMIT", "10 per minute") or "10 per minute"
+    LOGIN_ACCOUNT_RATE_LIMIT = (
+        _env("LOGIN_ACCOUNT_RATE_LIMIT", "100 per hour;300 per day") or "100 per hour"
+    )
+    # Unauthenticated writes other than sign-in (registration, accepting an invitation), per IP.
+    ANONYMOUS_WRITE_RATE_LIMIT = (
+        _env("ANONYMOUS_WRITE_RATE_LIMIT", "10 per hour;30 per day") or "10 per hour"
+    )
+    # Browser sessions end after this much inactivity, and at the latest this long after sign-in.
+    SESSION_IDLE_TIMEOUT_MINUTES = int(_env("SESSION_IDLE_TIMEOUT_MINUTES", "480") or 480)
+    SESSION_ABSOLUTE_LIFETIME_HOURS = int(_env("SESSION_ABSOLUTE_LIFETIME_HOURS", "168") or 168)
+    # API tokens: the lifetime when a client asks for none, and the longest one may ask for.
+    API_TOKEN_DEFAULT_DAYS = int(_env("API_TOKEN_DEFAULT_DAYS", "90") or 90)
+    API_TOKEN_MAX_DAYS = 365
+    # How many reverse proxies in front of the app set X-Forwarded-For/-Proto/-Host. 0 (the
+    # default) trusts none: the client address is the socket's peer. Set it to exactly the
+    # number of proxies you run, or clients can forge their address.
+    TRUSTED_PROXY_HOPS = int(_env("TRUSTED_PROXY_HOPS", "0") or 0)
+    # Invitation links: where the accepting page lives (the API path when unset) and lifetime.
+    INVITATION_URL_BASE = _env("INVITATION_URL_BASE")
+    INVITATION_DAYS = 7
 
     API_TITLE = "StrongChain Exchange API"
     API_VERSION = "v1"
@@ -103,6 +125,8 @@ class TestConfig(Config):
     REDIS_URL = None
     JOB_MODE = "inline"
     LOGIN_RATE_LIMIT = "5 per minute"
+    LOGIN_ACCOUNT_RATE_LIMIT = "20 per minute"
+    ANONYMOUS_WRITE_RATE_LIMIT = "30 per minute"
     LOG_LEVEL = "WARNING"
 
 

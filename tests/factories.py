@@ -15,6 +15,7 @@ from market.clock import business_today
 from market.extensions import db
 from market.models import (
     ApiToken,
+    Authority,
     Capability,
     Certification,
     CertStatus,
@@ -23,6 +24,7 @@ from market.models import (
     DemandState,
     Organization,
     OrgKind,
+    OrgRole,
     OrgStatus,
     Purchase,
     PurchaseParty,
@@ -85,6 +87,12 @@ def make_org(
     return _add(Organization(**defaults))  # type: ignore[no-any-return]
 
 
+def make_authority(city_codes: list[str] | None = None, **fields: Any) -> Authority:
+    """An authority; by default the province (``44``)."""
+    name = fields.pop("name", f"测试监管机构{next(_counter)}")
+    return _add(Authority(name=name, city_codes=city_codes or ["44"], **fields))  # type: ignore[no-any-return]
+
+
 def make_user(
     organization: Organization | None = None,
     *,
@@ -92,10 +100,16 @@ def make_user(
     email: str | None = None,
     **fields: Any,
 ) -> User:
+    """A user; an organisation's user is its org admin unless ``org_role`` says otherwise, an
+    auditor works for a provincial authority unless ``authority`` says otherwise."""
     if role is None:
         if organization is None:
             raise ValueError("a user without organization needs an explicit role")
         role = Role.BUYER if organization.kind is OrgKind.OEM else Role.SUPPLIER
+    if organization is not None:
+        fields.setdefault("org_role", OrgRole.ADMIN)
+    if role is Role.AUDITOR and "authority" not in fields and "authority_id" not in fields:
+        fields["authority"] = make_authority(["44"])
     user = User(
         email=email or f"user{next(_counter)}@example.test",
         password_hash=_PASSWORD_HASH,

@@ -106,6 +106,9 @@ PATH_CHOICES: dict[str, tuple[str, ...]] = {
     "quote_id": ("quote_a",),
     "purchase_id": ("purchase_a",),
     "token_id": ("token_buyer_a", "token_supplier_a", "token_auditor", "token_admin"),
+    "user_id": ("user_member_a", "user_buyer_a", "user_auditor", "user_auditor_elsewhere"),
+    "invitation_id": ("invitation_a",),
+    "authority_id": ("authority_a",),
 }
 # Body fields that name objects of the world.
 BODY_ID_CHOICES: dict[str, tuple[str, ...]] = {

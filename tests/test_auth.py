@@ -183,11 +183,20 @@ def test_a_logged_out_cookie_replayed_gets_401(env, client, buyer):
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "unauthorized"
     # A write with the copied cookie is a 401 as well, not a CSRF 403.
-    assert thief.post("/api/v1/auth/tokens", json={"name": "x"}, headers=csrf).status_code == 401
-    assert thief.post("/api/v1/auth/tokens", json={"name": "x"}).status_code == 401
+    assert (
+        thief.post(
+            "/api/v1/auth/tokens", json={"name": "x", "password": PASSWORD}, headers=csrf
+        ).status_code
+        == 401
+    )
+    assert (
+        thief.post("/api/v1/auth/tokens", json={"name": "x", "password": PASSWORD}).status_code
+        == 401
+    )
 
 
 def test_a_password_change_ends_other_sessions_but_keeps_this_one(env, client, buyer):
+    """Other sessions end (and, see test_account_security, every API token is revoked)."""
     csrf = signed_in(client, buyer.email)
     laptop = env.client()
     signed_in(laptop, buyer.email)
@@ -204,7 +213,10 @@ def test_a_password_change_ends_other_sessions_but_keeps_this_one(env, client, b
     replay.set_cookie("session", old_cookie)
     assert replay.get("/api/v1/auth/me").status_code == 401
     # The kept session keeps its CSRF token.
-    assert client.post("/api/v1/auth/tokens", json={"name": "x"}, headers=csrf).status_code == 201
+    response = client.post(
+        "/api/v1/auth/tokens", json={"name": "x", "password": NEW_PASSWORD}, headers=csrf
+    )
+    assert response.status_code == 201
     assert login(env.client(), buyer.email).status_code == 401
     assert login(env.client(), buyer.email, NEW_PASSWORD).status_code == 200
     with env.db() as session:
@@ -243,8 +255,8 @@ def test_bearer_password_change_ends_browser_sessions(env, client, buyer):
     )
     assert response.status_code == 204
     assert client.get("/api/v1/auth/me").status_code == 401
-    # API tokens are credentials of their own: a password change leaves them working.
-    assert env.client().get("/api/v1/auth/me", headers=headers).status_code == 200
+    # A password change revokes API tokens too, the one that changed it included.
+    assert env.client().get("/api/v1/auth/me", headers=headers).status_code == 401
 
 
 # --- CSRF ---------------------------------------------------------------------------------------
@@ -253,10 +265,14 @@ def test_bearer_password_change_ends_browser_sessions(env, client, buyer):
 def test_cookie_writes_need_the_csrf_token(client, buyer):
     csrf = signed_in(client, buyer.email)
     for headers in ({}, {CSRF_HEADER: "guess"}, {CSRF_HEADER: ""}):
-        response = client.post("/api/v1/auth/tokens", json={"name": "x"}, headers=headers)
+        response = client.post(
+            "/api/v1/auth/tokens", json={"name": "x", "password": PASSWORD}, headers=headers
+        )
         assert response.status_code == 403
         assert response.get_json()["error"]["code"] == "csrf_failed"
-    response = client.post("/api/v1/auth/tokens", json={"name": "x"}, headers=csrf)
+    response = client.post(
+        "/api/v1/auth/tokens", json={"name": "x", "password": PASSWORD}, headers=csrf
+    )
     assert response.status_code == 201
     # Reads need no token.
     assert client.get("/api/v1/auth/tokens").status_code == 200
@@ -265,14 +281,18 @@ def test_cookie_writes_need_the_csrf_token(client, buyer):
 def test_another_sessions_csrf_token_does_not_fit(env, client, buyer):
     signed_in(client, buyer.email)
     other_csrf = signed_in(env.client(), buyer.email)
-    response = client.post("/api/v1/auth/tokens", json={"name": "x"}, headers=other_csrf)
+    response = client.post(
+        "/api/v1/auth/tokens", json={"name": "x", "password": PASSWORD}, headers=other_csrf
+    )
     assert response.status_code == 403
 
 
 def test_bearer_requests_need_no_csrf_token_and_ignore_the_session(env, client, buyer):
     signed_in(client, buyer.email)
     headers = bearer(env, buyer)
-    response = env.client().post("/api/v1/auth/tokens", json={"name": "ci"}, headers=headers)
+    response = env.client().post(
+        "/api/v1/auth/tokens", json={"name": "ci", "password": PASSWORD}, headers=headers
+    )
     assert response.status_code == 201
     # With an Authorization header the cookie counts for nothing: a bad token is a 401.
     response = client.get("/api/v1/auth/me", headers={"Authorization": "Bearer sct_not-a-token"})
@@ -287,7 +307,9 @@ def test_bearer_requests_need_no_csrf_token_and_ignore_the_session(env, client, 
 def test_api_tokens_are_shown_once_and_stored_hashed(env, client, buyer):
     csrf = signed_in(client, buyer.email)
     response = client.post(
-        "/api/v1/auth/tokens", json={"name": "erp sync", "expires_in_days": 30}, headers=csrf
+        "/api/v1/auth/tokens",
+        json={"name": "erp sync", "expires_in_days": 30, "password": PASSWORD},
+        headers=csrf,
     )
     assert response.status_code == 201
     created = response.get_json()
@@ -367,7 +389,9 @@ def test_security_events_are_json_in_utc_without_secrets(env, client, buyer, cap
     caplog.set_level(logging.INFO, logger="market.security")
     login(client, buyer.email, "the wrong password, twice over")
     csrf = signed_in(client, buyer.email)
-    token = client.post("/api/v1/auth/tokens", json={"name": "x"}, headers=csrf).get_json()
+    token = client.post(
+        "/api/v1/auth/tokens", json={"name": "x", "password": PASSWORD}, headers=csrf
+    ).get_json()
     assert client.get("/api/v1/organizations").status_code == 403  # buyers may not list them
     records = [r for r in caplog.records if r.name == "market.security"]
     kinds = [r.security_event for r in records]

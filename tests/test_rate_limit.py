@@ -1,4 +1,5 @@
-"""Login rate limiting on the real Redis, per account and per IP, failing closed without Redis."""
+"""Login rate limiting on the real Redis: per IP, per (account × IP), and a slower per-account
+ceiling; failing closed without Redis."""
 
 # ruff: noqa: F811  (tests take the imported ``env`` fixture as an argument)
 
@@ -48,20 +49,24 @@ def redis_app(database_url: str, redis_url: str, request: pytest.FixtureRequest)
         RATELIMIT_STORAGE_URI=redis_url,
         RATELIMIT_KEY_PREFIX=f"{RUN_ID}-{request.node.name}"[:120],
         LOGIN_RATE_LIMIT="3 per minute",
+        LOGIN_ACCOUNT_RATE_LIMIT="8 per minute",
         LOGIN_IP_RATE_LIMIT="5 per minute",
     )
 
 
 @pytest.mark.redis
 def test_the_account_limit_triggers_on_redis(env, redis_app, redis_url, user):
+    ip = _address()
     for _ in range(3):
-        assert attempt(redis_app, user.email, "wrong password, again").status_code == 401
-    response = attempt(redis_app, user.email, factories.PASSWORD)
-    # Past the limit even the right password is refused, from any address.
+        assert attempt(redis_app, user.email, "wrong password, again", ip).status_code == 401
+    response = attempt(redis_app, user.email, factories.PASSWORD, ip)
+    # Past the (account × address) limit even the right password is refused from that address...
     assert response.status_code == 429
     error = response.get_json()["error"]
     assert error["code"] == "too_many_requests" and "sign-in attempts" in error["message"]
     assert 1 <= int(response.headers["Retry-After"]) <= 60
+    # ...but not from another one: a stranger cannot lock the user out.
+    assert attempt(redis_app, user.email, factories.PASSWORD).status_code == 200
     # Other accounts are not affected.
     with env.db():
         other = make_user(factories.make_org(OrgKind.OEM))
@@ -74,10 +79,16 @@ def test_the_account_limit_triggers_on_redis(env, redis_app, redis_url, user):
 
 @pytest.mark.redis
 def test_unknown_accounts_are_limited_like_real_ones(redis_app):
+    ip = _address()
     statuses = [
-        attempt(redis_app, "ghost@example.test", "whatever it is").status_code for _ in range(4)
+        attempt(redis_app, "ghost@example.test", "whatever it is", ip).status_code for _ in range(4)
     ]
     assert statuses == [401, 401, 401, 429]
+    # The per-account ceiling over all addresses (8; 3 used above) counts them the same way.
+    statuses = [
+        attempt(redis_app, "ghost@example.test", "whatever it is").status_code for _ in range(6)
+    ]
+    assert statuses == [401] * 5 + [429]
 
 
 @pytest.mark.redis

@@ -12,10 +12,12 @@ def register_blueprints(api: Api) -> None:
 
     api.register_blueprint(health.blp)
     api.register_blueprint(reference.blp, url_prefix=API_PREFIX)
-    from market.api import auth, organizations  # accounts: sign-in, tokens, organizations
+    from market.api import auth, authorities, organizations, teams  # accounts and people
 
     api.register_blueprint(auth.blp, url_prefix=API_PREFIX)
     api.register_blueprint(organizations.blp, url_prefix=API_PREFIX)
+    api.register_blueprint(teams.blp, url_prefix=API_PREFIX)
+    api.register_blueprint(authorities.blp, url_prefix=API_PREFIX)
     from market.api import plants, suppliers  # supplier profiles, OEM plants
 
     api.register_blueprint(suppliers.blp, url_prefix=API_PREFIX)

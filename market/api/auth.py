@@ -47,15 +47,23 @@ def login(data: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/auth/logout", methods=["POST"])
-@allow(*ALL_ROLES)
+@allow(*ALL_ROLES, pending_ok=True)
 @blp.response(204)
 def logout() -> None:
-    """Sign out everywhere: every copy of the session cookie stops working."""
+    """Sign out of this session: every copy of its cookie stops working."""
     accounts.logout(actor())
 
 
+@blp.route("/auth/logout-all", methods=["POST"])
+@allow(*ALL_ROLES, pending_ok=True)
+@blp.response(204)
+def logout_all() -> None:
+    """Sign out everywhere: every session ends and every API token is revoked."""
+    accounts.logout_all(actor())
+
+
 @blp.route("/auth/me")
-@allow(*ALL_ROLES)
+@allow(*ALL_ROLES, pending_ok=True)
 @blp.response(200, MeSchema)
 def me() -> dict[str, Any]:
     """The signed-in user and their organization."""
@@ -64,27 +72,31 @@ def me() -> dict[str, Any]:
 
 
 @blp.route("/auth/password", methods=["POST"])
-@allow(*ALL_ROLES)
+@allow(*ALL_ROLES, pending_ok=True)
 @blp.arguments(PasswordChangeSchema)
 @blp.response(204)
 def change_password(data: dict[str, Any]) -> None:
-    """Change one's password; other sessions end, this one stays signed in."""
+    """Change one's password: all sessions end and all API tokens are revoked (a browser that
+    changed it stays signed in on a fresh session)."""
     accounts.password_change(actor(), data["current_password"], data["new_password"])
 
 
 @blp.route("/auth/tokens")
 class Tokens(MethodView):
-    @allow(*ALL_ROLES)
+    @allow(*ALL_ROLES, pending_ok=True)
     @blp.arguments(TokenCreateSchema)
     @blp.response(201, ApiTokenCreatedSchema)
     @blp.alt_response(409, description="Too many active tokens; revoke one first")
+    @blp.alt_response(429, description="Too many password attempts for this account")
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Create an API token for machine clients (the token is shown once)."""
-        token, raw = accounts.token_create(actor(), data["name"], data["expires_in_days"])
+        """Create an API token for machine clients (needs the password; shown once)."""
+        token, raw = accounts.token_create(
+            actor(), data["name"], data["password"], data.get("expires_in_days")
+        )
         fields = {name: getattr(token, name) for name in ApiTokenSchema().fields}
         return {**fields, "token": raw}
 
-    @allow(*ALL_ROLES)
+    @allow(*ALL_ROLES, pending_ok=True)
     @blp.arguments(PageQuerySchema, location="query")
     @blp.response(200, ApiTokenPageSchema)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
@@ -93,7 +105,7 @@ class Tokens(MethodView):
 
 
 @blp.route("/auth/tokens/<int:token_id>", methods=["DELETE"])
-@allow(*ALL_ROLES)
+@allow(*ALL_ROLES, pending_ok=True)
 @blp.response(204)
 def revoke_token(token_id: int) -> None:
     """Revoke an API token (one's own; admins: anyone's)."""

@@ -13,8 +13,13 @@ from marshmallow import RAISE
 from market import ledger
 from market.api.pagination import page_of
 from market.clock import business_year
-from market.models import Role
-from market.permissions import actor, allow, require_active_organization
+from market.models import Role, User
+from market.permissions import (
+    actor,
+    allow,
+    auditor_city_prefixes,
+    require_active_organization,
+)
 from market.schemas.ledger import (
     BaselineCreateSchema,
     BaselineListSchema,
@@ -42,8 +47,17 @@ blp = Blueprint(
 READERS = (Role.AUDITOR, Role.ADMIN)
 
 
+def _jurisdiction(user: User) -> tuple[str, ...] | None:
+    """An auditor's city-code prefixes; None (no restriction) for everyone else who gets here
+    (admins; buyers, whose rows the use case scopes to their own organization)."""
+    return auditor_city_prefixes(user) if user.role is Role.AUDITOR else None
+
+
 def _filters(args: dict[str, Any]) -> ledger.LedgerFilter:
+    """The query's filters, within the caller's jurisdiction (auditors: their authority's
+    cities, by the plant the purchase was delivered to; admins: everything)."""
     return ledger.LedgerFilter(
+        plant_city_prefixes=_jurisdiction(actor()),
         year=args.get("year"),
         oem=args.get("oem"),
         supplier=args.get("supplier"),
@@ -94,7 +108,11 @@ def ledger_summary(args: dict[str, Any]) -> dict[str, Any]:
     """
     user = actor()
     oem = user.organization_id if user.role is Role.BUYER else args.get("oem")
-    return ledger.ledger_summary(args.get("year") or business_year(), oem=oem)
+    return ledger.ledger_summary(
+        args.get("year") or business_year(),
+        oem=oem,
+        plant_city_prefixes=_jurisdiction(user),
+    )
 
 
 @blp.route("/ledger/position")

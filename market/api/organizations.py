@@ -15,7 +15,7 @@ from market.schemas.accounts import (
     OrganizationQuerySchema,
     OrganizationRegisterSchema,
     OrganizationSchema,
-    RegistrationSchema,
+    RegistrationAcceptedSchema,
     SuspendSchema,
 )
 from market.services import accounts
@@ -31,26 +31,30 @@ OrganizationPageSchema = page_of(OrganizationSchema)
 class Organizations(MethodView):
     @public
     @blp.arguments(OrganizationRegisterSchema)
-    @blp.response(201, RegistrationSchema)
-    @blp.alt_response(409, description="The USCC or the email address is already registered")
+    @blp.response(202, RegistrationAcceptedSchema)
+    @blp.alt_response(409, description="The USCC is already registered (it is public)")
+    @blp.alt_response(429, description="Too many unauthenticated writes from this address")
+    @blp.alt_response(503, description="The rate limiter's store is down: fails closed")
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Register an organization with its first user (pending until verified)."""
-        organization, user = accounts.organization_register(data)
-        return {"organization": organization, "user": user}
+        """Register an organization with its first user, its org admin (pending until verified).
+
+        The answer is the same whether or not the email address already has an account.
+        """
+        return {"message": accounts.organization_register(data)}
 
     @allow(Role.ADMIN, Role.AUDITOR)
     @blp.arguments(OrganizationQuerySchema, location="query")
     @blp.response(200, OrganizationPageSchema)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
-        """List organizations (admins and auditors), filtered by kind and status."""
+        """List organizations (admins; auditors: their jurisdiction), by kind and status."""
         return accounts.organization_list(actor(), **query).as_dict()
 
 
 @blp.route("/organizations/<int:organization_id>")
-@allow(*ALL_ROLES)
+@allow(*ALL_ROLES, pending_ok=True)
 @blp.response(200, OrganizationDetailSchema)
 def organization_detail(organization_id: int) -> Organization:
-    """One organization with its members (its members, auditors and admins)."""
+    """One organization with its members (its members, auditors of its city, admins)."""
     return accounts.organization_get(actor(), organization_id)
 
 

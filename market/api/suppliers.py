@@ -11,7 +11,7 @@ from marshmallow import RAISE
 
 from market.api.pagination import page_of
 from market.models import Capability, Certification, Organization, Role, Site
-from market.permissions import ALL_ROLES, actor, allow
+from market.permissions import ALL_ROLES, OWN_ORGANIZATION, actor, allow
 from market.schemas.suppliers import (
     CapabilityCreateSchema,
     CapabilityListQuerySchema,
@@ -53,9 +53,9 @@ def errors(*statuses: int) -> Any:
 
 @blp.route("/suppliers/<int:org_id>")
 class Supplier(MethodView):
-    @allow(*ALL_ROLES)
+    @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
     @blp.response(200, SupplierSchema)
-    @errors(401, 404)
+    @errors(401, 403, 404)
     def get(self, org_id: int) -> Organization:
         """A supplier's profile with its sites, capabilities and certifications."""
         return services.supplier_get(actor(), org_id)
@@ -63,7 +63,7 @@ class Supplier(MethodView):
 
 @blp.route("/suppliers/<int:org_id>/profile")
 class SupplierProfile(MethodView):
-    @allow(*EDITORS)
+    @allow(*EDITORS, pending_ok=OWN_ORGANIZATION)
     @blp.arguments(SupplierProfileSchema)
     @blp.response(200, SupplierSchema)
     @errors(401, 403, 404)
@@ -93,7 +93,7 @@ class SupplierProfile(MethodView):
 
 @blp.route("/suppliers/<int:org_id>/sites")
 class Sites(MethodView):
-    @allow(*EDITORS)
+    @allow(*EDITORS, pending_ok=OWN_ORGANIZATION)
     @blp.arguments(SiteCreateSchema)
     @blp.response(201, SiteSchema)
     @errors(401, 403, 404)
@@ -101,10 +101,10 @@ class Sites(MethodView):
         """Add a plant or warehouse to a supplier."""
         return services.site_create(actor(), org_id, data)
 
-    @allow(*ALL_ROLES)
+    @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
     @blp.arguments(SiteListQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
     @blp.response(200, page_of(SiteSchema))
-    @errors(401, 404)
+    @errors(401, 403, 404)
     def get(self, org_id: int, **query: Any) -> Page:
         """A supplier's sites (filters: kind, city_code, active)."""
         return services.site_list(actor(), org_id, **query)
@@ -112,14 +112,14 @@ class Sites(MethodView):
 
 @blp.route("/suppliers/<int:org_id>/sites/<int:site_id>")
 class SiteItem(MethodView):
-    @allow(*ALL_ROLES)
+    @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
     @blp.response(200, SiteSchema)
-    @errors(401, 404)
+    @errors(401, 403, 404)
     def get(self, org_id: int, site_id: int) -> Site:
         """One site of a supplier."""
         return services.site_get(actor(), org_id, site_id)
 
-    @allow(*EDITORS)
+    @allow(*EDITORS, pending_ok=OWN_ORGANIZATION)
     @blp.arguments(SitePatchSchema)
     @blp.response(200, SiteSchema)
     @errors(401, 403, 404)
@@ -127,7 +127,7 @@ class SiteItem(MethodView):
         """Change a site's fields (``active: true`` reactivates it)."""
         return services.site_update(actor(), org_id, site_id, data)
 
-    @allow(*EDITORS)
+    @allow(*EDITORS, pending_ok=OWN_ORGANIZATION)
     @blp.response(204)
     @errors(401, 403, 404)
     def delete(self, org_id: int, site_id: int) -> None:
@@ -137,7 +137,7 @@ class SiteItem(MethodView):
 
 @blp.route("/suppliers/<int:org_id>/capabilities")
 class Capabilities(MethodView):
-    @allow(*EDITORS)
+    @allow(*EDITORS, pending_ok=OWN_ORGANIZATION)
     @blp.arguments(CapabilityCreateSchema)
     @blp.response(201, CapabilitySchema)
     @errors(401, 403, 404, 409)
@@ -145,10 +145,10 @@ class Capabilities(MethodView):
         """Declare a part category the supplier makes (one per category)."""
         return services.capability_create(actor(), org_id, data)
 
-    @allow(*ALL_ROLES)
+    @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
     @blp.arguments(CapabilityListQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
     @blp.response(200, page_of(CapabilitySchema))
-    @errors(401, 404)
+    @errors(401, 403, 404)
     def get(self, org_id: int, **query: Any) -> Page:
         """A supplier's capabilities (filter: category, including its descendants)."""
         return services.capability_list(actor(), org_id, **query)
@@ -156,7 +156,7 @@ class Capabilities(MethodView):
 
 @blp.route("/suppliers/<int:org_id>/capabilities/<int:capability_id>")
 class CapabilityItem(MethodView):
-    @allow(*EDITORS)
+    @allow(*EDITORS, pending_ok=OWN_ORGANIZATION)
     @blp.response(204)
     @errors(401, 403, 404)
     def delete(self, org_id: int, capability_id: int) -> None:
@@ -166,7 +166,7 @@ class CapabilityItem(MethodView):
 
 @blp.route("/suppliers/<int:org_id>/certifications")
 class Certifications(MethodView):
-    @allow(*EDITORS)
+    @allow(*EDITORS, pending_ok=OWN_ORGANIZATION)
     @blp.arguments(CertificationCreateSchema)
     @blp.response(201, CertificationSchema)
     @errors(401, 403, 404)
@@ -174,10 +174,10 @@ class Certifications(MethodView):
         """Record a certificate or qualification (standard, level, validity, optional site)."""
         return services.certification_create(actor(), org_id, data)
 
-    @allow(*ALL_ROLES)
+    @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
     @blp.arguments(CertificationListQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
     @blp.response(200, page_of(CertificationSchema))
-    @errors(401, 404)
+    @errors(401, 403, 404)
     def get(self, org_id: int, **query: Any) -> Page:
         """A supplier's certifications (filters: standard, status)."""
         return services.certification_list(actor(), org_id, **query)
@@ -185,14 +185,14 @@ class Certifications(MethodView):
 
 @blp.route("/suppliers/<int:org_id>/certifications/<int:certification_id>")
 class CertificationItem(MethodView):
-    @allow(*ALL_ROLES)
+    @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
     @blp.response(200, CertificationSchema)
-    @errors(401, 404)
+    @errors(401, 403, 404)
     def get(self, org_id: int, certification_id: int) -> Certification:
         """One certification of a supplier."""
         return services.certification_get(actor(), org_id, certification_id)
 
-    @allow(*EDITORS)
+    @allow(*EDITORS, pending_ok=OWN_ORGANIZATION)
     @blp.arguments(CertificationPatchSchema)
     @blp.response(200, CertificationSchema)
     @errors(401, 403, 404, 409)

@@ -11,7 +11,7 @@ from datetime import UTC, date
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.orm import aliased
 
 from market.extensions import db
@@ -26,7 +26,10 @@ from market.models import (
     OutboxStatus,
     OutboxTopic,
     Purchase,
+    Site,
+    SiteKind,
 )
+from market.permissions import jurisdiction_condition
 from market.services.pagination import Page, paginate
 
 SelectT = TypeVar("SelectT", bound=Select)
@@ -64,19 +67,31 @@ class LedgerFilter:
         if self.date_to is not None:
             conditions.append(LedgerEntry.purchased_on <= self.date_to)
         if self.plant_city_prefixes is not None:
+            # Records and reversals by the plant they were delivered to; an adjustment (no
+            # plant: it moves the OEM's whole position) with the OEMs that have a plant there.
             conditions.append(
-                in_city_prefixes(LedgerEntry.plant_city_code, self.plant_city_prefixes)
+                or_(
+                    _within(LedgerEntry.plant_city_code, self.plant_city_prefixes),
+                    and_(
+                        LedgerEntry.kind == EntryKind.ADJUSTMENT,
+                        LedgerEntry.oem_org_id.in_(oems_in(self.plant_city_prefixes)),
+                    ),
+                )
             )
         return query.where(*conditions)
 
 
-def in_city_prefixes(column: Any, prefixes: tuple[str, ...]) -> ColumnElement[bool]:
-    """``column`` starts with one of ``prefixes`` (none: nothing matches)."""
-    from sqlalchemy import false, or_
+def oems_in(prefixes: tuple[str, ...]) -> Select[Any]:
+    """The OEMs with a plant in a jurisdiction (its city-code prefixes), as a subquery."""
+    return select(Site.organization_id).where(
+        Site.kind == SiteKind.PLANT, _within(Site.city_code, prefixes)
+    )
 
-    if not prefixes:
-        return false()
-    return or_(*(column.startswith(prefix, autoescape=True) for prefix in prefixes))
+
+def _within(column: Any, prefixes: tuple[str, ...]) -> ColumnElement[bool]:
+    condition = jurisdiction_condition(column, prefixes)
+    assert condition is not None  # only None for "no restriction", which prefixes are not
+    return condition
 
 
 # The columns of an entry in JSON pages and in the CSV export, in this order.
@@ -247,7 +262,9 @@ def ledger_summary(
     I* and S* are the sums of the entries (the record), which equal the rule recomputed from
     the counted purchases; ``consistent`` says so for each OEM (False would be a defect).
     """
-    filters = LedgerFilter(year=year, oem=oem, plant_city_prefixes=plant_city_prefixes)
+    # The rule's figures are per OEM: an auditor sees the whole position of every OEM with a
+    # plant in the jurisdiction (a partial sum over some plants would be no figure of the rule).
+    filters = LedgerFilter(year=year, oem=oem)
     near = func.sum(case((LedgerEntry.near_shore.is_(True), LedgerEntry.amount), else_=ZERO))
     query = filters.apply(
         select(
@@ -261,6 +278,8 @@ def ledger_summary(
         .group_by(LedgerEntry.oem_org_id)
         .order_by(LedgerEntry.oem_org_id)
     )
+    if plant_city_prefixes is not None:
+        query = query.where(LedgerEntry.oem_org_id.in_(oems_in(plant_city_prefixes)))
     rows = list(db.session.execute(query))
     book = load_book({(row.oem_org_id, year) for row in rows})
     terms, _ = policy_for_year(book.policies, year)

@@ -3,8 +3,13 @@
 from market.models import search_tokens
 from market.models.accounts import (
     ApiToken,
+    AuditLogEntry,
+    Authority,
+    AuthSession,
+    Invitation,
     Organization,
     OrgKind,
+    OrgRole,
     OrgStatus,
     Role,
     SecurityEvent,
@@ -38,6 +43,9 @@ search_tokens.register()
 
 __all__ = [
     "ApiToken",
+    "AuditLogEntry",
+    "AuthSession",
+    "Authority",
     "Capability",
     "CertStatus",
     "Certification",
@@ -47,12 +55,14 @@ __all__ = [
     "DemandState",
     "EntryKind",
     "IdempotencyRecord",
+    "Invitation",
     "InvoiceReview",
     "LedgerEntry",
     "LedgerTotal",
     "Notification",
     "NotificationKind",
     "OrgKind",
+    "OrgRole",
     "OrgStatus",
     "Organization",
     "OutboxEvent",

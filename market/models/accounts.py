@@ -5,9 +5,9 @@ from __future__ import annotations
 import enum
 import secrets
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.database import utcnow
@@ -34,6 +34,13 @@ class Role(enum.StrEnum):
     SUPPLIER = "supplier"
     AUDITOR = "auditor"
     ADMIN = "admin"
+
+
+class OrgRole(enum.StrEnum):
+    """A member's role inside their organisation (staff users have none)."""
+
+    ADMIN = "admin"  # manages the organisation's members and invitations
+    MEMBER = "member"
 
 
 class Organization(Model):
@@ -84,6 +91,11 @@ class Organization(Model):
     def is_active(self) -> bool:
         return self.status is OrgStatus.ACTIVE
 
+    @property
+    def members(self) -> list[User]:
+        """Current members (removed ones stay as rows, for the audit log and the purchases)."""
+        return [user for user in self.users if user.removed_at is None]
+
     def bump_version(self) -> None:
         """Mark indexed data as changed; the search sync compares versions."""
         self.version = (self.version or 0) + 1
@@ -104,6 +116,12 @@ class User(Model):
     display_name: Mapped[str | None] = mapped_column(String(120))
     role: Mapped[Role]
     organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"), index=True)
+    # Inside the organisation: org admin or member (null for auditors and admins).
+    org_role: Mapped[OrgRole | None]
+    # Auditors only: the authority whose jurisdiction bounds what they see.
+    authority_id: Mapped[int | None] = mapped_column(ForeignKey("authorities.id"), index=True)
+    # Set when an org admin removed the member (the row stays: the audit log names it).
+    removed_at: Mapped[datetime | None]
     session_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_session_token)
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -111,6 +129,7 @@ class User(Model):
     last_login_at: Mapped[datetime | None]
 
     organization: Mapped[Organization | None] = relationship(back_populates="users")
+    authority: Mapped[Authority | None] = relationship(back_populates="auditors")
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
 
     # Flask-Login protocol.
@@ -118,9 +137,13 @@ class User(Model):
     is_anonymous = False
 
     @property
+    def is_org_admin(self) -> bool:
+        return self.org_role is OrgRole.ADMIN and self.removed_at is None
+
+    @property
     def is_active(self) -> bool:
-        """Disabled users and users of a suspended organization cannot act."""
-        if self.disabled:
+        """Disabled or removed users and users of a suspended organization cannot act."""
+        if self.disabled or self.removed_at is not None:
             return False
         org = self.organization
         return org is None or org.status is not OrgStatus.SUSPENDED
@@ -150,6 +173,88 @@ class ApiToken(Model):
     revoked_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class AuthSession(Model):
+    """One signed-in browser session; the signed cookie carries its id.
+
+    Kept server-side so that signing out ends *this* session for every copy of its cookie, and
+    so that the idle timeout and the absolute lifetime are enforced by the server.
+    """
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # SHA-256 of the random session id held in the cookie: a database dump opens no session.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    ip: Mapped[str | None] = mapped_column(String(45))
+
+
+class Authority(Model):
+    """A government body whose auditors see only its jurisdiction (GB/T 2260 code prefixes).
+
+    ``"44"`` is the whole province; ``"440100"`` is Guangzhou.
+    """
+
+    __tablename__ = "authorities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    city_codes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    auditors: Mapped[list[User]] = relationship(back_populates="authority", order_by="User.id")
+
+
+class Invitation(Model):
+    """A one-time link that lets a colleague join an organisation; only its SHA-256 is stored."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    org_role: Mapped[OrgRole]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    accepted_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    revoked_at: Mapped[datetime | None]
+
+    organization: Mapped[Organization] = relationship()
+
+    @property
+    def state(self) -> str:
+        if self.accepted_at is not None:
+            return "accepted"
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expires_at <= utcnow() else "pending"
+
+
+class AuditLogEntry(Model):
+    """Who did what to which organisation, member, invitation, token, policy, baseline or claim.
+
+    Append-only; ``organization_id`` is the organisation the action concerns (its org admins
+    read it), null for platform-wide actions (admins only).
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"), index=True)
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    target: Mapped[str | None] = mapped_column(String(80))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class SecurityEvent(Model):

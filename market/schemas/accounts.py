@@ -7,13 +7,11 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from market import refdata, uscc
-from market.models import OrgKind, OrgStatus, Role
+from market.models import OrgKind, OrgRole, OrgStatus, Role
+from market.passwords import PASSWORD_MAX, PASSWORD_MIN, password_problems
 from market.schemas import PageQuerySchema, StrictSchema
 from market.schemas.search import search_words
 
-PASSWORD_MIN = 12
-# argon2 accepts any length; the cap only bounds the hashing work one request can ask for.
-PASSWORD_MAX = 256
 _LINE_BREAKS = ("\r", "\n", "\t")
 
 
@@ -61,16 +59,11 @@ def _password_field(**kwargs: Any) -> fields.String:
     )
 
 
-def check_password_policy(password: str, email: str | None = None) -> list[str]:
-    """What is wrong with ``password`` (empty when it is acceptable)."""
-    problems = []
-    if len(password) < PASSWORD_MIN or len(password) > PASSWORD_MAX:
-        problems.append(f"Passwords have {PASSWORD_MIN} to {PASSWORD_MAX} characters.")
-    elif not password.strip():
-        problems.append("A password cannot be only spaces.")
-    if email and password.strip().lower() == email.strip().lower():
-        problems.append("The password cannot be the email address.")
-    return problems
+def check_password_policy(
+    password: str, email: str | None = None, organization_names: tuple[str | None, ...] = ()
+) -> list[str]:
+    """What is wrong with ``password`` (empty when it is acceptable); see market.passwords."""
+    return password_problems(password, email=email, organization_names=organization_names)
 
 
 # --- organizations ------------------------------------------------------------------------------
@@ -80,12 +73,6 @@ class FirstUserSchema(StrictSchema):
     email = NormalisedEmail(required=True, validate=validate.Length(max=254))
     password = _password_field()
     display_name = TrimmedLine(validate=validate.Length(min=1, max=120), load_default=None)
-
-    @validates_schema
-    def _policy(self, data: dict[str, Any], **kwargs: Any) -> None:
-        problems = check_password_policy(data.get("password", ""), data.get("email"))
-        if problems:
-            raise ValidationError({"password": problems})
 
 
 class OrganizationRegisterSchema(StrictSchema):
@@ -104,6 +91,21 @@ class OrganizationRegisterSchema(StrictSchema):
         ),
     )
     user = fields.Nested(FirstUserSchema, required=True)
+
+    @validates_schema
+    def _password_strength(self, data: dict[str, Any], **kwargs: Any) -> None:
+        # Here, not on the user: the password must not contain the organisation's names either.
+        user = data.get("user") or {}
+        if "password" not in user:
+            return
+        names = (data.get("legal_name"), data.get("english_name"))
+        problems = check_password_policy(user["password"], user.get("email"), names)
+        if problems:
+            raise ValidationError({"user": {"password": problems}})
+
+
+class RegistrationAcceptedSchema(Schema):
+    message = fields.String()
 
 
 class OrganizationQuerySchema(PageQuerySchema):
@@ -135,18 +137,20 @@ class UserSchema(Schema):
     display_name = fields.String(allow_none=True)
     role = fields.Enum(Role, by_value=True)
     organization_id = fields.Integer(allow_none=True)
+    org_role = fields.Enum(
+        OrgRole,
+        by_value=True,
+        allow_none=True,
+        metadata={"description": "admin or member of the organization (null for staff)."},
+    )
+    authority_id = fields.Integer(allow_none=True, metadata={"description": "Auditors only."})
     disabled = fields.Boolean()
     created_at = fields.DateTime()
     last_login_at = fields.DateTime(allow_none=True)
 
 
 class OrganizationDetailSchema(OrganizationSchema):
-    members = fields.List(fields.Nested(UserSchema), attribute="users")
-
-
-class RegistrationSchema(Schema):
-    organization = fields.Nested(OrganizationSchema)
-    user = fields.Nested(UserSchema)
+    members = fields.List(fields.Nested(UserSchema), attribute="members")
 
 
 # --- sign-in ------------------------------------------------------------------------------------
@@ -185,8 +189,15 @@ class PasswordChangeSchema(StrictSchema):
 
 class TokenCreateSchema(StrictSchema):
     name = TrimmedLine(required=True, validate=validate.Length(min=1, max=80))
+    password = fields.String(
+        required=True,
+        load_only=True,
+        validate=validate.Length(min=1, max=PASSWORD_MAX),
+        metadata={"description": "Your password: a session alone cannot mint a token."},
+    )
     expires_in_days = fields.Integer(
-        load_default=None, validate=validate.Range(min=1, max=366), allow_none=True
+        validate=validate.Range(min=1, max=365),
+        metadata={"description": "1 to 365; 90 when omitted. Tokens always expire."},
     )
 
 
@@ -196,6 +207,9 @@ class ApiTokenSchema(Schema):
     prefix = fields.String(metadata={"description": "The first characters, to recognise it."})
     created_at = fields.DateTime()
     expires_at = fields.DateTime(allow_none=True)
+    last_used_at = fields.DateTime(
+        allow_none=True, metadata={"description": "Updated at most once a minute."}
+    )
     revoked_at = fields.DateTime(allow_none=True)
 
 
@@ -217,4 +231,99 @@ class SecurityEventSchema(Schema):
     user_id = fields.Integer(allow_none=True)
     ip = fields.String(allow_none=True)
     detail = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+# --- teams --------------------------------------------------------------------------------------
+
+
+class InvitationCreateSchema(StrictSchema):
+    email = NormalisedEmail(required=True, validate=validate.Length(max=254))
+    org_role = fields.Enum(
+        OrgRole,
+        by_value=True,
+        load_default=OrgRole.MEMBER,
+        metadata={"description": "The role in the organization once accepted (member)."},
+    )
+
+
+class InvitationSchema(Schema):
+    id = fields.Integer()
+    organization_id = fields.Integer()
+    email = fields.String()
+    org_role = fields.Enum(OrgRole, by_value=True)
+    state = fields.String(metadata={"description": "pending, accepted, revoked or expired."})
+    invited_by_id = fields.Integer()
+    created_at = fields.DateTime()
+    expires_at = fields.DateTime()
+    accepted_at = fields.DateTime(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)
+
+
+class InvitationCreatedSchema(InvitationSchema):
+    token = fields.String(metadata={"description": "The one-time token; shown this once only."})
+    link = fields.String(
+        metadata={"description": "The link to give the invitee (the token is in its fragment)."}
+    )
+
+
+class InvitationAcceptSchema(StrictSchema):
+    token = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=100))
+    password = _password_field()
+    display_name = TrimmedLine(validate=validate.Length(min=1, max=120), load_default=None)
+
+
+class MemberRoleSchema(StrictSchema):
+    org_role = fields.Enum(OrgRole, by_value=True, required=True)
+
+
+# --- authorities and the audit log --------------------------------------------------------------
+
+
+class JurisdictionCodes(fields.List):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            fields.String(validate=validate.Regexp(r"^\d{2,6}$", error="Digits only.")),
+            validate=validate.Length(min=1, max=30),
+            metadata={"description": "GB/T 2260 codes: 44 (the province) or city codes."},
+            **kwargs,
+        )
+
+
+class AuthorityCreateSchema(StrictSchema):
+    name = TrimmedLine(required=True, validate=validate.Length(min=1, max=200))
+    city_codes = JurisdictionCodes(required=True)
+
+
+class AuthorityUpdateSchema(StrictSchema):
+    name = TrimmedLine(validate=validate.Length(min=1, max=200))
+    city_codes = JurisdictionCodes()
+
+
+class AuthoritySchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    city_codes = fields.List(fields.String())
+    created_at = fields.DateTime()
+
+
+class AuthorityDetailSchema(AuthoritySchema):
+    auditors = fields.List(fields.Nested(UserSchema))
+
+
+class AuditLogQuerySchema(PageQuerySchema):
+    organization_id = fields.Integer(
+        load_default=None, validate=validate.Range(min=1, max=2**31 - 1)
+    )
+    action = fields.String(load_default=None, validate=validate.Length(min=1, max=60))
+
+
+class AuditLogEntrySchema(Schema):
+    id = fields.Integer()
+    actor_id = fields.Integer(allow_none=True)
+    organization_id = fields.Integer(allow_none=True)
+    action = fields.String()
+    target = fields.String(allow_none=True)
+    details = fields.Dict()
+    ip = fields.String(allow_none=True)
     created_at = fields.DateTime()

@@ -31,7 +31,11 @@ from market.models import (
     Site,
     User,
 )
-from market.permissions import require_active_organization
+from market.permissions import (
+    auditor_city_prefixes,
+    jurisdiction_condition,
+    require_active_organization,
+)
 from market.schemas.marketplace import MAX_ID, today
 from market.services.pagination import Page, paginate
 from market.services.unit_of_work import commit
@@ -119,8 +123,14 @@ def _state_filter(state: DemandState, on: date) -> ColumnElement[bool]:
 
 def visible_demands(user: User, on: date | None = None) -> ColumnElement[bool]:
     """The demands ``user`` may see, as a WHERE clause."""
-    if user.role in (Role.ADMIN, Role.AUDITOR):
+    if user.role is Role.ADMIN:
         return true()
+    if user.role is Role.AUDITOR:
+        # Those of OEM plants in the auditor's jurisdiction.
+        in_jurisdiction = jurisdiction_condition(Site.city_code, auditor_city_prefixes(user))
+        if in_jurisdiction is None:
+            return true()
+        return exists().where(Site.id == Demand.plant_id, in_jurisdiction)
     if user.organization_id is None:
         return false()
     if user.role is Role.BUYER:

@@ -29,6 +29,7 @@ from market.errors import Conflict
 from market.extensions import db
 from market.models import (
     ApiToken,
+    Authority,
     Capability,
     Certification,
     CertStatus,
@@ -39,6 +40,7 @@ from market.models import (
     LedgerEntry,
     Organization,
     OrgKind,
+    OrgRole,
     OrgStatus,
     Purchase,
     Quote,
@@ -714,6 +716,13 @@ def seed_demo(
         ("auditor", Role.AUDITOR, None),
         ("admin", Role.ADMIN, None),
     ]
+    # The demo auditor audits the whole province (a provincial authority, jurisdiction "44").
+    authority_name = "广东省工业和信息化厅（演示）"
+    authority = db.session.scalar(select(Authority).where(Authority.name == authority_name))
+    if authority is None:  # a reset keeps it: staff rows outlive the demo's organizations
+        authority = Authority(name=authority_name, city_codes=["44"])
+        db.session.add(authority)
+        db.session.flush()
     created_by: dict[int, int] = {}
     for name, role, member_of in people:
         if role is Role.SUPPLIER and member_of is None:
@@ -724,6 +733,9 @@ def seed_demo(
             display_name=f"Demo {name}",
             role=role,
             organization_id=member_of,
+            # Each demo organization's user is its org admin (it may invite colleagues).
+            org_role=OrgRole.ADMIN if member_of is not None else None,
+            authority_id=authority.id if role is Role.AUDITOR else None,
         )
         db.session.add(user)
         db.session.flush()

@@ -9,6 +9,7 @@ from sqlalchemy import Select, select
 from market.errors import Forbidden, NotFound, ValidationFailed
 from market.extensions import db
 from market.models import Organization, OrgKind, Role, Site, SiteKind, User
+from market.permissions import auditor_city_prefixes, city_in_jurisdiction, jurisdiction_condition
 from market.services.pagination import Page, paginate
 from market.services.suppliers import MAX_ID, check_site_location
 from market.services.unit_of_work import commit
@@ -70,9 +71,13 @@ def plant_list(
     organization_id: int | None = None,
     city_code: str | None = None,
 ) -> Page:
-    """The caller's organization's plants; admins and auditors see every OEM's, by id."""
+    """The caller's organization's plants; admins see every OEM's, auditors those in their
+    jurisdiction, by id."""
     query = _plants().order_by(Site.id)
+    in_jurisdiction = jurisdiction_condition(Site.city_code, auditor_city_prefixes(user))
     if user.role in READ_ALL:
+        if in_jurisdiction is not None:
+            query = query.where(in_jurisdiction)
         if organization_id is not None:
             query = query.where(Site.organization_id == organization_id)
     elif user.role is Role.BUYER and user.organization_id is not None:
@@ -87,7 +92,8 @@ def plant_list(
 
 
 def plant_get(user: User, plant_id: int) -> Site:
-    """One OEM plant: the buyer's own, or any for admins and auditors."""
+    """One OEM plant: the buyer's own, any for admins, those in their jurisdiction for
+    auditors."""
     if user.role not in READ_ALL and user.role is not Role.BUYER:
         raise Forbidden("Only buyers, auditors and admins read OEM plants.")
     plant = (
@@ -97,6 +103,10 @@ def plant_get(user: User, plant_id: int) -> Site:
     )
     if plant is None or (
         user.role not in READ_ALL and plant.organization_id != user.organization_id
+    ):
+        raise NotFound("Plant not found.")
+    if user.role is Role.AUDITOR and not city_in_jurisdiction(
+        plant.city_code, auditor_city_prefixes(user)
     ):
         raise NotFound("Plant not found.")
     return plant

@@ -57,6 +57,7 @@ from market.models import (
     SiteKind,
     User,
 )
+from market.permissions import auditor_city_prefixes, jurisdiction_condition
 from market.schemas.marketplace import PurchaseRecordedSchema
 from market.services import idempotency
 from market.services.demands import check_id, order_by, require_active_org
@@ -257,8 +258,12 @@ def ledger_statuses(purchases: Sequence[Purchase]) -> dict[int, str]:
 
 def visible_purchases(user: User) -> ColumnElement[bool]:
     """The purchases ``user`` may see, as a WHERE clause."""
-    if user.role in (Role.ADMIN, Role.AUDITOR):
+    if user.role is Role.ADMIN:
         return true()
+    if user.role is Role.AUDITOR:
+        # Purchases delivered to OEM plants in the auditor's jurisdiction.
+        condition = jurisdiction_condition(Purchase.plant_city_code, auditor_city_prefixes(user))
+        return true() if condition is None else condition
     if user.organization_id is None:
         return false()
     if user.role is Role.BUYER:

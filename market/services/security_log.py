@@ -32,6 +32,9 @@ class SecurityEventKind(enum.StrEnum):
     LOGIN_REFUSED = "login_refused"  # right password, but the account or its org is inactive
     LOGIN_THROTTLED = "login_throttled"
     LOGOUT = "logout"
+    LOGOUT_ALL = "logout_all"
+    WRITE_THROTTLED = "write_throttled"
+    REGISTRATION_EMAIL_TAKEN = "registration_email_taken"
     ACCESS_DENIED = "access_denied"
     CSRF_REJECTED = "csrf_rejected"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105
@@ -50,6 +53,8 @@ _WARNING_KINDS = {
     SecurityEventKind.LOGIN_FAILED,
     SecurityEventKind.LOGIN_REFUSED,
     SecurityEventKind.LOGIN_THROTTLED,
+    SecurityEventKind.WRITE_THROTTLED,
+    SecurityEventKind.REGISTRATION_EMAIL_TAKEN,
     SecurityEventKind.ACCESS_DENIED,
     SecurityEventKind.CSRF_REJECTED,
 }

@@ -1,7 +1,7 @@
 """search: precomputed search tokens of organizations (names, description) and demands
 
 Revision ID: 0011_search
-Revises: 0009_subsidy_v2
+Revises: 0010_teams
 Create Date: 2026-12-04 16:50:00
 
 The tokens are computed in Python (jieba segmentation, stemming: search.text) for the rows
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_search"
-down_revision = "0009_subsidy_v2"
+down_revision = "0010_teams"
 branch_labels = None
 depends_on = None
 

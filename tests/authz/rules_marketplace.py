@@ -59,14 +59,15 @@ RULES = [
     Rule("POST", "/api/v1/demands", BUYERS, body=DEMAND_BODY),
     Rule("GET", "/api/v1/demands", SIGNED_IN),
     Rule("GET", "/api/v1/demands", SIGNED_IN, query="state=open&sort=-need_by&per_page=5"),
-    Rule("GET", DEMAND, DEMAND_A_READERS),
+    # Demand A's plant is in Guangzhou: outside auditor_elsewhere's jurisdiction.
+    Rule("GET", DEMAND, DEMAND_A_READERS, jurisdiction_bound=True),
     Rule("PATCH", DEMAND, frozenset({"buyer_a"}), body={"title": "Brake discs"}),
     Rule("POST", DEMAND + "/publish", frozenset({"buyer_a"})),
     Rule("POST", DEMAND + "/close", frozenset({"buyer_a", "admin"})),
     Rule("POST", DEMAND + "/cancel", frozenset({"buyer_a", "admin"})),
     # Supplier B is not eligible (no capability): 403.
     Rule("POST", DEMAND + "/quotes", frozenset({"supplier_a"}), body=QUOTE_BODY),
-    Rule("GET", DEMAND + "/quotes", DEMAND_A_READERS),
+    Rule("GET", DEMAND + "/quotes", DEMAND_A_READERS, jurisdiction_bound=True),
     Rule("POST", "/api/v1/quotes/{quote_a}/withdraw", frozenset({"supplier_a"})),
     Rule(
         "POST",

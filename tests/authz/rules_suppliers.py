@@ -51,5 +51,10 @@ RULES = [
     # Plants: a buyer adds to and lists its own organization (so buyer_b passes too).
     Rule("POST", "/api/v1/plants", frozenset({"buyer_a", "buyer_b", "admin"}), body=PLANT_BODY),
     Rule("GET", "/api/v1/plants", frozenset({"buyer_a", "buyer_b", "auditor", "admin"})),
-    Rule("GET", "/api/v1/plants/{plant_a}", frozenset({"buyer_a", "auditor", "admin"})),
+    Rule(
+        "GET",
+        "/api/v1/plants/{plant_a}",
+        frozenset({"buyer_a", "auditor", "admin"}),
+        jurisdiction_bound=True,
+    ),
 ]

@@ -25,7 +25,7 @@ from flask.testing import FlaskClient
 from market.auth import CSRF_HEADER
 from market.extensions import db
 from market.permissions import PUBLIC
-from tests.authz.rules import SIGNED_IN, Rule, all_rules
+from tests.authz.rules import Rule, all_rules
 from tests.authz.world import PERSONAS, World, build_world
 from tests.isolation import begin_outer, bind_session, end_outer
 
@@ -44,6 +44,11 @@ CSRF_EXEMPT_PATHS = {"/api/v1/auth/login"}
 # Self-service routes every signed-in user may write to, auditors included; and the auditor's
 # own decisions (DESIGN.md v2: releasing or rejecting a purchase held for a duplicate invoice).
 AUDITOR_SELF_SERVICE = re.compile(r"^/api/v1/auth/|^/api/v1/purchases/[^/]+/review$")
+
+# Personas with credentials (the removed member's no longer work, but it tries them).
+WITH_CREDENTIALS = frozenset(PERSONAS) - {"anonymous"}
+# Personas whose credentials still work.
+SIGNED_IN = WITH_CREDENTIALS - {"removed_member"}
 
 # Every request comes from its own address, so per-IP rate limits never leak between cases.
 _addresses = itertools.count(1)
@@ -190,6 +195,7 @@ def _sign_in_by_cookie(client: FlaskClient, world: World, persona: str) -> dict[
     csrf_token = f"csrf-{persona}-{next(_addresses)}"
     with client.session_transaction() as session:
         session["_user_id"] = world.values[f"session_{persona}"]
+        session["_sid"] = world.values[f"session_key_{persona}"]
         session["_fresh"] = True
         session["_csrf_token"] = csrf_token
     return {CSRF_HEADER: csrf_token}
@@ -211,6 +217,9 @@ def _check(rule: Rule, persona: str, via: str, response: Any, url: str) -> None:
     status = response.status_code
     body = response.get_data(as_text=True)[:300]
     assert status < 500, f"{rule.method} {url} as {persona} ({via}): {status} {body}"
+    if persona == "removed_member":
+        # Removal ended its session and revoked its token: it is anonymous now.
+        persona = "anonymous"
     if persona in rule.allowed:
         assert status not in {401, 403, 404}, (
             f"{persona} ({via}) should pass authorization on {rule.method} {url}, "
@@ -228,7 +237,7 @@ CASES = [
     (rule, persona, via)
     for rule in all_rules()
     for persona in PERSONAS
-    for via in (("bearer", "cookie") if persona in SIGNED_IN else ("none",))
+    for via in (("bearer", "cookie") if persona in WITH_CREDENTIALS else ("none",))
 ]
 
 

@@ -5,24 +5,54 @@ buyer_b/supplier_b; rule paths name tenant A's objects, e.g. ``/api/v1/demands/{
 
 Besides the marketplace objects there are ``org_pending`` and ``org_suspended`` (suppliers an
 admin can verify or reactivate) and each persona's API token ``token_<persona>``. A rule body
-may name ids or ``world.values`` (``email_<persona>``, ``password``) as ``"{name}"`` strings.
+may name ids or ``world.values`` (``email_<persona>``, ``password``, ``invitation_token``) as
+``"{name}"`` strings.
+
+People: buyer_a and supplier_a are the org admins of their organisations; member_a is a plain
+member of buyer A's OEM; removed_member was a member of it, removed (its token and session
+ended); auditor works for a provincial authority (``authority_a``), auditor_elsewhere for
+Shantou's; pending_admin is the org admin of ``org_pending``. ``invitation_a`` is a pending
+invitation to buyer A's OEM.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
-from market.auth import hash_api_token
-from market.models import ApiToken, OrgKind, OrgStatus, Quote, Role
+from market.auth import end_all_access, hash_api_token
+from market.models import (
+    ApiToken,
+    AuthSession,
+    Invitation,
+    OrgKind,
+    OrgRole,
+    OrgStatus,
+    Quote,
+    Role,
+)
 from market.passwords import hash_password
 from tests import factories
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
-PERSONAS = ("anonymous", "buyer_a", "buyer_b", "supplier_a", "supplier_b", "auditor", "admin")
+PERSONAS = (
+    "anonymous",
+    "buyer_a",
+    "buyer_b",
+    "supplier_a",
+    "supplier_b",
+    "auditor",
+    "admin",
+    "member_a",
+    "auditor_elsewhere",
+    "pending_admin",
+    "removed_member",
+)
 
 
 @dataclass
@@ -80,23 +110,52 @@ def build_world() -> World:
     )
     factories.db.session.add(quote_a)
     purchase_a = factories.make_purchase(oem_a, plant_a, sup_a, site_a)
+    # Accounts: organizations an admin can verify or reactivate.
+    org_pending = factories.make_org(OrgKind.SUPPLIER, status=OrgStatus.PENDING)
+    org_suspended = factories.make_org(OrgKind.SUPPLIER, status=OrgStatus.SUSPENDED)
+    authority_a = factories.make_authority(["44"], name="广东省财政厅")
+    authority_shantou = factories.make_authority(["440500"], name="汕头市财政局(矩阵)")
     users = {
         "buyer_a": factories.make_user(oem_a),
         "buyer_b": factories.make_user(oem_b),
         "supplier_a": factories.make_user(sup_a),
         "supplier_b": factories.make_user(sup_b),
-        "auditor": factories.make_user(role=Role.AUDITOR),
+        "auditor": factories.make_user(role=Role.AUDITOR, authority=authority_a),
         "admin": factories.make_user(role=Role.ADMIN),
+        "member_a": factories.make_user(oem_a, org_role=OrgRole.MEMBER),
+        "auditor_elsewhere": factories.make_user(role=Role.AUDITOR, authority=authority_shantou),
+        "pending_admin": factories.make_user(org_pending),
+        "removed_member": factories.make_user(oem_a, org_role=OrgRole.MEMBER),
     }
     # Signing in costs what the test apps' argon2 parameters cost, not the factories' hash.
     fast_hash = hash_password(factories.PASSWORD)
     for user in users.values():
         user.password_hash = fast_hash
-    # Accounts: organizations an admin can verify or reactivate.
-    org_pending = factories.make_org(OrgKind.SUPPLIER, status=OrgStatus.PENDING)
-    org_suspended = factories.make_org(OrgKind.SUPPLIER, status=OrgStatus.SUSPENDED)
     factories.db.session.flush()
     raw_tokens = {name: factories.make_token(u) for name, u in users.items()}
+    # A browser session per persona (what POST /auth/login leaves behind).
+    session_keys = {name: f"matrix-session-{name}" for name in users}
+    factories.db.session.add_all(
+        AuthSession(key_hash=hashlib.sha256(key.encode()).hexdigest(), user_id=users[name].id)
+        for name, key in session_keys.items()
+    )
+    invitation_token = "sci_matrix-invitation-token"
+    invitation_a = Invitation(
+        organization_id=oem_a.id,
+        email="invitee@example.test",
+        org_role=OrgRole.MEMBER,
+        token_hash=hashlib.sha256(invitation_token.encode()).hexdigest(),
+        invited_by_id=users["buyer_a"].id,
+        expires_at=datetime.now(UTC) + timedelta(days=7),
+    )
+    factories.db.session.add(invitation_a)
+    factories.db.session.flush()
+    # The session token a removed member's cookie still carries, from before the removal.
+    removed_session_token = users["removed_member"].session_token
+    removed = users["removed_member"]
+    removed.removed_at = datetime.now(UTC)
+    end_all_access(removed, removed.removed_at)
+    factories.db.session.flush()
     world.headers = {"anonymous": {}} | {
         name: {"Authorization": f"Bearer {raw}"} for name, raw in raw_tokens.items()
     }
@@ -108,7 +167,10 @@ def build_world() -> World:
     }
     world.values = {f"email_{name}": u.email for name, u in users.items()}
     world.values["password"] = factories.PASSWORD
+    world.values["invitation_token"] = invitation_token
     world.values |= {f"session_{name}": u.session_token for name, u in users.items()}
+    world.values["session_removed_member"] = removed_session_token
+    world.values |= {f"session_key_{name}": key for name, key in session_keys.items()}
     named = {
         "oem_a": oem_a,
         "oem_b": oem_b,
@@ -126,6 +188,8 @@ def build_world() -> World:
         "purchase_a": purchase_a,
         "org_pending": org_pending,
         "org_suspended": org_suspended,
+        "authority_a": authority_a,
+        "invitation_a": invitation_a,
     } | tokens
     world.objects = named | {f"user_{k}": v for k, v in users.items()}
     world.ids = {name: obj.id for name, obj in world.objects.items()}
