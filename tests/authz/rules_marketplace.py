@@ -96,11 +96,13 @@ RULES = [
         "/api/v1/purchases/{purchase_a}/review",
         frozenset({"auditor", "admin"}),
         body={"decision": "release", "reason": "Checked"},
+        jurisdiction_bound=True,
     ),
     Rule(
         "GET",
         "/api/v1/purchases/{purchase_a}",
         frozenset({"buyer_a", "supplier_a", "auditor", "admin"}),
+        jurisdiction_bound=True,  # delivered to a Guangzhou plant
     ),
     Rule(
         "POST",
