@@ -9,6 +9,7 @@ from market.models.accounts import (
     SecurityEvent,
     User,
 )
+from market.models.checkpoints import CheckpointFailure, LedgerCheckpoint, LedgerTreeNode
 from market.models.ledger import (
     DeclaredBaseline,
     EntryKind,
@@ -35,13 +36,16 @@ __all__ = [
     "Capability",
     "CertStatus",
     "Certification",
+    "CheckpointFailure",
     "DeclaredBaseline",
     "Demand",
     "DemandState",
     "EntryKind",
     "IdempotencyRecord",
+    "LedgerCheckpoint",
     "LedgerEntry",
     "LedgerTotal",
+    "LedgerTreeNode",
     "Notification",
     "NotificationKind",
     "OrgKind",
