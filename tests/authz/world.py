@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from market.auth import hash_api_token
+from market.ledger import checkpoints
 from market.models import ApiToken, OrgKind, OrgStatus, Quote, Role
 from market.passwords import hash_password
 from tests import factories
@@ -96,6 +97,7 @@ def build_world() -> World:
     org_pending = factories.make_org(OrgKind.SUPPLIER, status=OrgStatus.PENDING)
     org_suspended = factories.make_org(OrgKind.SUPPLIER, status=OrgStatus.SUSPENDED)
     factories.db.session.flush()
+    checkpoint = checkpoints.checkpoint_now()  # signed, for the auditors' routes to read
     raw_tokens = {name: factories.make_token(u) for name, u in users.items()}
     world.headers = {"anonymous": {}} | {
         name: {"Authorization": f"Bearer {raw}"} for name, raw in raw_tokens.items()
@@ -129,4 +131,5 @@ def build_world() -> World:
     } | tokens
     world.objects = named | {f"user_{k}": v for k, v in users.items()}
     world.ids = {name: obj.id for name, obj in world.objects.items()}
+    world.ids["checkpoint_size"] = checkpoint.size
     return world
