@@ -48,12 +48,14 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from market.auth import init_auth
     from market.cli import register_cli
     from search import init_search
+    from workers.embedded import init_embedded_jobs
     from workers.queue import init_jobs
 
     init_auth(app)
     register_blueprints(extensions.api)
     init_search(app)
     init_jobs(app)
+    init_embedded_jobs(app)
     register_cli(app)
     return app
 
