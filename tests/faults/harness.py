@@ -196,12 +196,12 @@ def stack_env(
     if elasticsearch_url:
         env["ELASTICSEARCH_URL"] = elasticsearch_url
         env["ELASTICSEARCH_INDEX_PREFIX"] = index_prefix or prefix
-    env["LEDGER_SIGNING_KEY"] = str(_signing_key_file(instance_dir))
+    env["LEDGER_SIGNING_KEY"] = str(make_signing_key_file(instance_dir))
     env.update(extra)
     return env
 
 
-def _signing_key_file(instance_dir: Path) -> Path:
+def make_signing_key_file(instance_dir: Path) -> Path:
     """Production brings its own checkpoint signing key: a file, as an operator would."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
