@@ -443,15 +443,15 @@ def inclusion_proof(seq: int, size: int) -> dict[str, Any]:
     if not 1 <= seq <= size:
         raise ProofRequestError("seq", f"Must be between 1 and size ({size}).")
     ranges = merkle.inclusion_ranges(seq - 1, size)
-    path = merkle.subtree_hashes([*ranges, (0, size)], _stored_nodes)
-    leaf = _stored_nodes({(0, seq - 1)})[(0, seq - 1)]
+    # One read: the path, the root and the leaf itself.
+    *path, root, leaf = merkle.subtree_hashes([*ranges, (0, size), (seq - 1, seq)], _stored_nodes)
     return {
         "seq": seq,
         "leaf_index": seq - 1,
         "size": size,
         "leaf_hash": leaf.hex(),
-        "root": path[-1].hex(),
-        "proof": [node.hex() for node in path[:-1]],
+        "root": root.hex(),
+        "proof": [node.hex() for node in path],
         "checkpoint": _document_or_none(size),
     }
 
