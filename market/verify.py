@@ -304,16 +304,24 @@ class Walk:
     bad_row: str | None = None
 
 
-def walk_export(path: Path, wanted_sizes: set[int], keep_leaves: bool = False) -> Walk:
+def read_exports(paths: Sequence[Path]) -> Iterator[tuple[str, Row]]:
+    """The rows of several files in order (JSON pages of ``/ledger``, say), with where each
+    row is: its line, and its file when there are several."""
+    for path in paths:
+        for row in read_export(path):
+            yield (f"{path.name} line {row.line}" if len(paths) > 1 else f"line {row.line}"), row
+
+
+def walk_export(paths: Sequence[Path], wanted_sizes: set[int], keep_leaves: bool = False) -> Walk:
     """Check the chain row by row; the Merkle roots of the prefixes of ``wanted_sizes``."""
     walk = Walk()
     builder = RootBuilder()
     if 0 in wanted_sizes:
         walk.roots[0] = builder.root().hex()
     prev_hash = GENESIS_HASH
-    for row in read_export(path):
+    for place, row in read_exports(paths):
         expected_seq = walk.entries + 1
-        where = f"line {row.line} (seq {row.values.get('seq') or '?'})"
+        where = f"{place} (seq {row.values.get('seq') or '?'})"
         try:
             canonical = canonical_json(row.values)
         except BadRow as exc:
@@ -341,11 +349,11 @@ def walk_export(path: Path, wanted_sizes: set[int], keep_leaves: bool = False) -
 
 
 def verify(
-    export: Path,
+    export: Sequence[Path],
     checkpoint_path: Path,
     public_key_path: Path,
     older_checkpoint_path: Path | None = None,
-    older_export: Path | None = None,
+    older_export: Sequence[Path] | None = None,
 ) -> Report:
     report = Report()
     key = load_public_key(public_key_path)
@@ -358,7 +366,7 @@ def verify(
     if newer is None or (older_checkpoint_path and older is None):
         return report
     sizes = {newer.size} | ({older.size} if older else set())
-    walk = walk_export(export, sizes, keep_leaves=older_export is not None)
+    walk = walk_export(export, sizes, keep_leaves=bool(older_export))
     if walk.bad_row:
         report.add("chain", False, f"first bad row: {walk.bad_row}", first_bad_row=walk.bad_row)
     else:
@@ -385,7 +393,7 @@ def verify(
         report.add("checkpoint root", True, detail, uncovered_entries=after)
     if older is not None:
         _check_consistency(older, newer, walk, report)
-        if older_export is not None:
+        if older_export:
             _locate_rewrite(older_export, older, walk, report)
     return report
 
@@ -414,7 +422,9 @@ def _check_consistency(older: Checkpoint, newer: Checkpoint, walk: Walk, report:
         )
 
 
-def _locate_rewrite(older_export: Path, older: Checkpoint, walk: Walk, report: Report) -> None:
+def _locate_rewrite(
+    older_export: Sequence[Path], older: Checkpoint, walk: Walk, report: Report
+) -> None:
     """Compare row by row with an export kept from the time of the older checkpoint."""
     kept = walk_export(older_export, {older.size}, keep_leaves=True)
     if kept.bad_row or kept.roots.get(older.size) != older.root:
@@ -442,14 +452,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="strongchain-verify",
         description="Check a StrongChain ledger export against signed checkpoints, offline.",
     )
-    parser.add_argument("--export", type=Path, required=True, help="ledger CSV or JSON export")
+    parser.add_argument(
+        "--export",
+        type=Path,
+        action="append",
+        required=True,
+        help="ledger CSV or JSON export; repeat it for JSON pages, in order",
+    )
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint JSON")
     parser.add_argument(
         "--public-key", type=Path, required=True, help="PEM, /ledger/public-key JSON, or base64"
     )
     parser.add_argument("--older-checkpoint", type=Path, help="an earlier checkpoint JSON")
     parser.add_argument(
-        "--older-export", type=Path, help="the export kept with the older checkpoint"
+        "--older-export",
+        type=Path,
+        action="append",
+        help="the export kept with the older checkpoint (repeatable, like --export)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
