@@ -160,7 +160,9 @@ def _refs(names: tuple[str, ...]) -> st.SearchStrategy[str]:
 
 
 def _resolve(value: Any, world: World) -> Any:
-    if isinstance(value, str) and value.startswith(WORLD_REF):
+    # Free text may start with the marker too: Hypothesis mines string constants from the
+    # source (this module's included), so only a known name is a reference.
+    if isinstance(value, str) and value.removeprefix(WORLD_REF) in world.ids:
         return world.ids[value.removeprefix(WORLD_REF)]
     return value
 
