@@ -20,6 +20,11 @@ PG_PORT="${PG_PORT:-5432}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 STATE="${STRONGCHAIN_SERVICES_DIR:-/var/lib/strongchain-dev}"
 ES_USER="strongchain-es"
+# Two roles, as in production: the owner runs the migrations and owns every table; the
+# application's role connects for the app and may only SELECT and INSERT the ledger tables
+# (granted by `flask db upgrade` with DATABASE_APP_ROLE; see market/database_roles.py).
+PG_OWNER="market_owner"
+PG_OWNER_PASSWORD="market_owner"
 PG_USER="market"
 PG_PASSWORD="market"
 
@@ -63,14 +68,21 @@ postgres_up() {
   wait_for 60 "PostgreSQL $ver" pg_isready -h 127.0.0.1 -p "$PG_PORT" -q || die "PostgreSQL is not accepting connections on 127.0.0.1:$PG_PORT"
   runuser -u postgres -- psql -p "$PG_PORT" -qtA -v ON_ERROR_STOP=1 >/dev/null <<SQL
 DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_OWNER') THEN
+    CREATE ROLE $PG_OWNER LOGIN CREATEDB PASSWORD '$PG_OWNER_PASSWORD';
+  END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER') THEN
-    CREATE ROLE $PG_USER LOGIN CREATEDB CREATEROLE PASSWORD '$PG_PASSWORD';
+    CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_PASSWORD';
   END IF;
 END \$\$;
+-- The application's role creates nothing and grants nothing (older set-ups gave it both).
+ALTER ROLE $PG_USER NOCREATEDB NOCREATEROLE;
+-- The test harness's owner connection acts as the application (SET ROLE) in most tests.
+GRANT $PG_USER TO $PG_OWNER;
 SQL
   for dbname in market market_test; do
     if ! runuser -u postgres -- psql -p "$PG_PORT" -qtA -c "SELECT 1 FROM pg_database WHERE datname='$dbname'" | grep -q 1; then
-      runuser -u postgres -- createdb -p "$PG_PORT" -O "$PG_USER" "$dbname"
+      runuser -u postgres -- createdb -p "$PG_PORT" -O "$PG_OWNER" "$dbname"
     fi
   done
   # PostGIS (benchmark baseline) needs a superuser to create the extension once per database.
@@ -163,6 +175,7 @@ elasticsearch_up() {
 print_env() {
   cat <<EOF
 export MARKET_TEST_DATABASE_URL=postgresql+psycopg://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/market_test
+export MARKET_TEST_OWNER_DATABASE_URL=postgresql+psycopg://$PG_OWNER:$PG_OWNER_PASSWORD@127.0.0.1:$PG_PORT/market_test
 export MARKET_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 export MARKET_TEST_ELASTICSEARCH_URL=http://127.0.0.1:$ES_PORT
 EOF

@@ -25,7 +25,8 @@ from psycopg.types.json import Json
 
 from bench.load import ROOT
 
-PG = os.environ.get("BENCH_PG", "postgresql://market:market@127.0.0.1:5432")
+# The owner role: the benchmark creates its databases and migrates them.
+PG = os.environ.get("BENCH_PG", "postgresql://market_owner:market_owner@127.0.0.1:5432")
 ES = os.environ.get("BENCH_ES", "http://127.0.0.1:9200")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
 DEMAND_TITLE = "benchmark demand"

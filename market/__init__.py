@@ -51,6 +51,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     from market.cli import register_cli
     from market.docs import init_docs
     from search import init_search
+    from workers.embedded import init_embedded_jobs
     from workers.queue import init_jobs
 
     init_auth(app)
@@ -58,6 +59,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     init_docs(app)
     init_search(app)
     init_jobs(app)
+    init_embedded_jobs(app)
     register_cli(app)
     return app
 

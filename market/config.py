@@ -37,6 +37,14 @@ class Config:
         _env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'market.db'}") or ""
     )
     SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {"pool_pre_ping": True}
+    # PostgreSQL: the role the application connects as, granted its rights by `flask db upgrade`
+    # (run as the tables' owner); it may only SELECT and INSERT the ledger tables.
+    DATABASE_APP_ROLE = _env("DATABASE_APP_ROLE")
+    # Ed25519 key signing ledger checkpoints: PEM text or a file path. Unset: the embedded
+    # default keeps a generated one in instance/ (production must set it).
+    LEDGER_SIGNING_KEY = _env("LEDGER_SIGNING_KEY")
+    # Seconds between checkpoint issuance runs (a checkpoint only when the ledger grew).
+    CHECKPOINT_EVERY_SECONDS = int(_env("CHECKPOINT_EVERY_SECONDS", "300") or 300)
     ELASTICSEARCH_URL = _env("ELASTICSEARCH_URL")
     ELASTICSEARCH_INDEX_PREFIX = _env("ELASTICSEARCH_INDEX_PREFIX", "market") or "market"
     ELASTICSEARCH_TIMEOUT = float(_env("ELASTICSEARCH_TIMEOUT", "5") or 5)

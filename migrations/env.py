@@ -97,6 +97,17 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+            grant_application_role_if_configured(connection)
+
+
+def grant_application_role_if_configured(connection):
+    """PostgreSQL: after every upgrade, the application's role (DATABASE_APP_ROLE) gets its
+    rights on the tables as they now are; it may only SELECT and INSERT the ledger's."""
+    role = current_app.config.get("DATABASE_APP_ROLE")
+    if role and connection.dialect.name == "postgresql":
+        from market.database_roles import grant_application_role
+
+        grant_application_role(connection, role)
 
 
 if context.is_offline_mode():

@@ -27,6 +27,7 @@ from market.models import (
 )
 from tests import factories
 from tests.factories import GUANGZHOU, SHANTOU, SHENZHEN
+from tests.insider import as_insider
 
 D = Decimal
 
@@ -211,12 +212,9 @@ def test_verify_reports_a_row_changed_in_the_database(client, auditor, recorded)
     head = report["head_hash"]
     # Someone with the table owner's rights goes around the application (and its trigger).
     postgres = db.session.get_bind().dialect.name == "postgresql"
-    if postgres:
-        db.session.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
-    else:
-        db.session.execute(text("DROP TRIGGER ledger_entries_immutable"))
     amount = "1" if postgres else "100"  # SQLite keeps fen
-    db.session.execute(text(f"UPDATE ledger_entries SET amount = {amount} WHERE seq = 5"))
+    with as_insider(db.session.connection()):
+        db.session.execute(text(f"UPDATE ledger_entries SET amount = {amount} WHERE seq = 5"))
     report = client.get("/api/v1/ledger/verify", headers=auditor).get_json()
     assert report == {
         "ok": False,
@@ -228,10 +226,8 @@ def test_verify_reports_a_row_changed_in_the_database(client, auditor, recorded)
 
 
 def test_verify_reports_a_missing_entry(client, auditor, recorded):
-    postgres = db.session.get_bind().dialect.name == "postgresql"
-    if postgres:
-        db.session.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
-    db.session.execute(text("DELETE FROM ledger_entries WHERE seq = 3"))
+    with as_insider(db.session.connection()):
+        db.session.execute(text("DELETE FROM ledger_entries WHERE seq = 3"))
     report = client.get("/api/v1/ledger/verify", headers=auditor).get_json()
     assert (report["ok"], report["broken_at"], report["entries"]) == (False, 3, 6)
 

@@ -38,6 +38,7 @@ from market.models import (
 )
 from market.services import ledger, subsidy
 from tests import factories
+from tests.conftest import USE_ROLES
 from tests.factories import CHANGSHA, GUANGZHOU, SHANTOU, SHENZHEN
 
 D = Decimal
@@ -631,9 +632,15 @@ def _refused(statement: str) -> str:
 
 
 def test_the_database_refuses_to_change_or_delete_an_entry(world):
+    """Two locks: the app's role has no UPDATE/DELETE right (PostgreSQL), and the trigger
+    refuses both even to the owner (both databases; SQLite's DELETE since 0012)."""
     ledger.record_purchase(world["buy"]("100.00", "2026-05-01").id)
     db.session.flush()
-    assert "append-only" in _refused("UPDATE ledger_entries SET amount = 1")
-    if db.session.get_bind().dialect.name == "postgresql":
-        assert "append-only" in _refused("DELETE FROM ledger_entries")
+    statements = ("UPDATE ledger_entries SET amount = 1", "DELETE FROM ledger_entries")
+    if db.session.get_bind().dialect.name == "postgresql" and USE_ROLES:
+        for statement in statements:
+            assert "permission denied for table ledger_entries" in _refused(statement)
+        db.session.connection().exec_driver_sql("RESET ROLE")  # the owner now
+    for statement in statements:
+        assert "append-only" in _refused(statement)
     assert ledger.verify_chain().ok

@@ -745,11 +745,14 @@ def test_a_page_of_purchases_costs_the_same_queries_whatever_its_size(client, ma
         def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
             seen.append(statement)
 
-        event.listen(db.engine, "before_cursor_execute", count)
+        # The engine of the test's connection (tests/conftest.py: the tables' owner's,
+        # acting as the app's role), not the app's own engine.
+        engine = db.session.get_bind().engine
+        event.listen(engine, "before_cursor_execute", count)
         try:
             response = client.get(f"/api/v1/purchases?per_page={per_page}", headers=headers)
         finally:
-            event.remove(db.engine, "before_cursor_execute", count)
+            event.remove(engine, "before_cursor_execute", count)
         assert len(response.get_json()["items"]) == per_page
         return len(seen)
 

@@ -18,7 +18,11 @@ def _registered(app) -> dict[str, int]:
 
 def test_reconciliation_runs_only_when_elasticsearch_is_configured(database_url, redis_url):
     without_es = make_test_app(database_url, REDIS_URL=redis_url, JOB_MODE="rq")
-    assert set(_registered(without_es)) == {"sweep_outbox", "warn_expiring_certifications"}
+    assert set(_registered(without_es)) == {
+        "sweep_outbox",
+        "warn_expiring_certifications",
+        "issue_checkpoint_job",
+    }
 
     with_es = make_test_app(
         database_url,
@@ -29,6 +33,7 @@ def test_reconciliation_runs_only_when_elasticsearch_is_configured(database_url,
     jobs = _registered(with_es)
     assert jobs["reconcile_job"] == 45
     assert jobs["sweep_outbox"] == 5
+    assert jobs["issue_checkpoint_job"] == 300
 
 
 def test_the_scheduler_refuses_to_run_without_redis(database_url):

@@ -8,7 +8,10 @@
   schedulers at once, never notifies twice;
 - :func:`search.sync.reconcile_job` every 30 s when Elasticsearch is configured: compares the
   (id, version) pairs of the index with the database and rewrites what is missing or stale,
-  so search converges after an outage even when sync rows went dead meanwhile.
+  so search converges after an outage even when sync rows went dead meanwhile;
+- :func:`market.ledger.checkpoints.issue_checkpoint_job` every ``CHECKPOINT_EVERY_SECONDS``
+  (300 by default): a signed checkpoint when the ledger grew. The embedded default, which has
+  no scheduler, runs it in-process (:mod:`workers.embedded`).
 
 The scheduler only enqueues; workers run the jobs on the ``periodic`` queue, which they serve
 before ``default``. A job nobody started within its ``ttl`` is dropped: the next one is due.
@@ -31,6 +34,7 @@ from sqlalchemy import select
 
 from market.clock import business_today
 from market.extensions import db
+from market.ledger.checkpoints import issue_checkpoint_job
 from market.models import (
     Certification,
     CertStatus,
@@ -181,6 +185,15 @@ def build_scheduler(
         job_timeout=600,
         ttl=certifications_every,
         name=f"{prefix}-certification-expiry",
+        **common,
+    )
+    checkpoint_every = int(app.config["CHECKPOINT_EVERY_SECONDS"])
+    scheduler.register(
+        issue_checkpoint_job,
+        interval=checkpoint_every,
+        job_timeout=1800,  # the first run after an upgrade hashes the whole ledger
+        ttl=checkpoint_every,
+        name=f"{prefix}-ledger-checkpoint",
         **common,
     )
     if app.config.get("ELASTICSEARCH_URL"):

@@ -33,3 +33,6 @@ def register_blueprints(api: Api) -> None:
     from market.api import ledger  # the near-shore ledger, policies, baselines, outbox
 
     api.register_blueprint(ledger.blp, url_prefix=API_PREFIX)
+    from market.api import checkpoints  # signed checkpoints of the ledger, proofs
+
+    api.register_blueprint(checkpoints.blp, url_prefix=API_PREFIX)

@@ -2,7 +2,9 @@
 
 One file per concept: ``rules`` (the subsidy rule as pure functions), ``policy`` (versions and
 which one governs a year), ``chain`` (canonical JSON, hashes, verification), ``append`` (the
-lock, positions and exactly-once appends), ``reports`` (pages, CSV, summaries, previews).
+lock, positions and exactly-once appends), ``reports`` (pages, CSV,
+summaries, previews), ``merkle`` (the RFC 9162 tree over the entries) and ``checkpoints``
+(signed tree heads and proofs).
 """
 
 from market.ledger.append import (
@@ -15,6 +17,7 @@ from market.ledger.append import (
     sync_purchases,
 )
 from market.ledger.chain import (
+    ALL_HASHED_FIELDS,
     GENESIS_HASH,
     ChainReport,
     canonical_json,
@@ -44,6 +47,7 @@ from market.ledger.reports import (
 from market.ledger.rules import Reason, decide_near_shore, position_of
 
 __all__ = [
+    "ALL_HASHED_FIELDS",
     "COLUMNS",
     "DEFAULT_POLICY",
     "DEFAULT_POLICY_NOTE",

@@ -15,6 +15,7 @@ from market.models.accounts import (
     SecurityEvent,
     User,
 )
+from market.models.checkpoints import CheckpointFailure, LedgerCheckpoint, LedgerTreeNode
 from market.models.ledger import (
     DeclaredBaseline,
     EntryKind,
@@ -49,6 +50,7 @@ __all__ = [
     "Capability",
     "CertStatus",
     "Certification",
+    "CheckpointFailure",
     "Confirmation",
     "DeclaredBaseline",
     "Demand",
@@ -57,8 +59,10 @@ __all__ = [
     "IdempotencyRecord",
     "Invitation",
     "InvoiceReview",
+    "LedgerCheckpoint",
     "LedgerEntry",
     "LedgerTotal",
+    "LedgerTreeNode",
     "Notification",
     "NotificationKind",
     "OrgKind",

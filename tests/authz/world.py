@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import select
 
 from market.auth import end_all_access, hash_api_token
+from market.ledger import checkpoints
 from market.models import (
     ApiToken,
     AuthSession,
@@ -132,6 +133,7 @@ def build_world() -> World:
     for user in users.values():
         user.password_hash = fast_hash
     factories.db.session.flush()
+    checkpoint = checkpoints.checkpoint_now()  # signed, for the auditors' routes to read
     raw_tokens = {name: factories.make_token(u) for name, u in users.items()}
     # A browser session per persona (what POST /auth/login leaves behind).
     session_keys = {name: f"matrix-session-{name}" for name in users}
@@ -193,4 +195,5 @@ def build_world() -> World:
     } | tokens
     world.objects = named | {f"user_{k}": v for k, v in users.items()}
     world.ids = {name: obj.id for name, obj in world.objects.items()}
+    world.ids["checkpoint_size"] = checkpoint.size
     return world

@@ -124,9 +124,10 @@ def fresh_db(committed_db: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    """An engine of the test's own on the run's database (invariant checks, lock holders)."""
-    engine = create_engine(database_url, poolclass=NullPool)
+def engine(owner_database_url: str) -> Iterator[Engine]:
+    """An engine of the test's own on the run's database (invariant checks, lock holders),
+    as the tables' owner: a tampering scenario plays an insider with the owner's password."""
+    engine = create_engine(owner_database_url, poolclass=NullPool)
     yield engine
     engine.dispose()
 

@@ -201,8 +201,26 @@ def stack_env(
     if elasticsearch_url:
         env["ELASTICSEARCH_URL"] = elasticsearch_url
         env["ELASTICSEARCH_INDEX_PREFIX"] = index_prefix or prefix
+    env["LEDGER_SIGNING_KEY"] = str(make_signing_key_file(instance_dir))
     env.update(extra)
     return env
+
+
+def make_signing_key_file(instance_dir: Path) -> Path:
+    """Production brings its own checkpoint signing key: a file, as an operator would."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = instance_dir / "ledger_signing_key.pem"
+    if not path.exists():
+        path.write_bytes(
+            Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return path
 
 
 def _children(pid: int) -> list[int]:
