@@ -64,6 +64,7 @@ def north_of(point: tuple[float, float], km: float) -> tuple[float, float]:
 
 # --- near-shore --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("terms", "city", "site", "near_shore", "reason"),
     [
@@ -701,10 +702,14 @@ def test_the_totals_table_follows_the_entries(world):
         for t in db.session.scalars(select(LedgerTotal))
     }
     oem = world["oem"].id
-    assert totals == sums == {
-        (oem, 2025): (D("350.00"), D("350.00"), D("3.50")),
-        (oem, 2026): (D("150.00"), D("0.00"), D("0.00")),
-    }
+    assert (
+        totals
+        == sums
+        == {
+            (oem, 2025): (D("350.00"), D("350.00"), D("3.50")),
+            (oem, 2026): (D("150.00"), D("0.00"), D("0.00")),
+        }
+    )
 
 
 def test_preview_equals_the_entry_that_follows_and_writes_nothing(world):
