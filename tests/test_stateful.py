@@ -344,22 +344,41 @@ class Marketplace(RuleBasedStateMachine):
         site=st.sampled_from(NEAR_PLACES),
         category=st.sampled_from(CATEGORIES[:2]),
         amount=st.sampled_from(AMOUNTS[1:]),
+        covered=st.booleans(),
     )
-    def bootstrap(self, plant: str, site: str, category: str, amount: Decimal) -> None:
-        """Every run starts trading at once: a verified OEM (on the platform for years) with a
-        plant and an open demand for ``chassis`` parts, a verified supplier of them with a site
-        in range, and two confirmed purchases between them (last year's 125,000.00 is this
-        year's baseline)."""
+    def bootstrap(
+        self, plant: str, site: str, category: str, amount: Decimal, covered: bool
+    ) -> None:
+        """Every run starts trading at once: a verified OEM with a plant and an open demand
+        for ``chassis`` parts, a verified supplier of them with a site in range, two confirmed
+        purchases between them (last year's 125,000.00, this year's recorded by the supplier)
+        and one the supplier recorded that waits for the buyer's answer. ``covered``: the OEM
+        has been on the platform for years (its baseline is last year's platform total); else
+        it was verified today, and its subsidy is held until a baseline is declared."""
         self.register(OrgKind.OEM, plant, verify=True, ready=True, category=category)
         self.register(OrgKind.SUPPLIER, plant, verify=True, ready=False, category=category)
         oem, supplier = self.of_kind(OrgKind.OEM)[0], self.of_kind(OrgKind.SUPPLIER)[0]
-        self.verified_at(oem, LONG_AGO)  # before it trades: a fact of the set-up
+        if covered:
+            self.verified_at(oem, LONG_AGO)  # before it trades: a fact of the set-up
         self.new_site(supplier, site)
         self.new_capability(supplier, category)
         self.new_demand(oem, next(iter(oem.sites)), "chassis", [], 300, None, 300, publish=True)
         last_year = date(business_today().year - 1, 5, 20)
-        for on, paid in ((last_year, Decimal("125000.00")), (business_today(), amount)):
-            self.buy_and_confirm(oem, supplier, max(supplier.sites), max(oem.sites), paid, on)
+        site_id, plant_id = max(supplier.sites), max(oem.sites)
+        self.buy_and_confirm(oem, supplier, site_id, plant_id, Decimal("125000.00"), last_year)
+        self.buy_and_confirm(
+            oem, supplier, site_id, plant_id, amount, business_today(), by=supplier
+        )
+        self.buy_and_confirm(
+            oem,
+            supplier,
+            site_id,
+            plant_id,
+            Decimal("999.99"),
+            last_year,
+            by=supplier,
+            answer=False,
+        )
 
     def buy_and_confirm(
         self,
@@ -369,24 +388,27 @@ class Marketplace(RuleBasedStateMachine):
         plant_id: int,
         amount: Decimal,
         purchased_on: date,
+        *,
+        by: OrgM | None = None,
+        answer: bool = True,
     ) -> int:
-        """The buyer records an off-platform purchase and the supplier confirms it."""
+        """One party (``by``, the buyer by default) records an off-platform purchase and the
+        other confirms it (unless ``answer`` is False: it stays pending)."""
+        maker = by or oem
         invoice = f"INV-{self.number()}"
-        made = self.call(
-            "POST",
-            "/purchases",
-            oem.headers,
-            201,
-            {
-                "supplier_org_id": supplier.id,
-                "supplier_site_id": site_id,
-                "plant_id": plant_id,
-                "category": "chassis.braking.foundation",
-                "amount": str(amount),
-                "purchased_on": purchased_on.isoformat(),
-                "invoice_number": invoice,
-            },
-        )
+        body = {
+            "supplier_site_id": site_id,
+            "plant_id": plant_id,
+            "category": "chassis.braking.foundation",
+            "amount": str(amount),
+            "purchased_on": purchased_on.isoformat(),
+            "invoice_number": invoice,
+        }
+        if maker is oem:
+            body["supplier_org_id"] = supplier.id
+        else:
+            body["oem_org_id"] = oem.id
+        made = self.call("POST", "/purchases", maker.headers, 201, body)
         self.recorded(
             made["id"],
             oem.id,
@@ -395,11 +417,13 @@ class Marketplace(RuleBasedStateMachine):
             plant_id,
             amount,
             purchased_on,
-            creator=OrgKind.OEM,
+            creator=maker.kind,
             invoice=invoice,
         )
-        self.call("POST", f"/purchases/{made['id']}/confirm", supplier.headers, 200)
-        self.confirmed(self.purchases[made["id"]])
+        if answer:
+            confirmer = supplier if maker is oem else oem
+            self.call("POST", f"/purchases/{made['id']}/confirm", confirmer.headers, 200)
+            self.confirmed(self.purchases[made["id"]])
         return int(made["id"])
 
     @precondition(
@@ -1562,6 +1586,12 @@ def test_the_marketplace_keeps_ledger_and_search_consistent(
     coverage = marketplace.coverage
     assert coverage["checks"] > 500 and coverage["matches"] > 100, coverage
     assert coverage["purchases"] >= 8 and coverage["cancellations"] >= 4, coverage
+    # v2: about 100 purchases (the bootstrap's, 20 mirrored), 35 reversals, 20 late
+    # declarations, 50 site moves; positions held and subsidised both checked.
+    assert coverage["mirrored purchases"] >= 5 and coverage["declarations"] >= 5, coverage
+    assert coverage["reversals"] >= 5 and coverage["site moves"] >= 10, coverage
+    assert coverage["held positions"] >= 10 and coverage["subsidised positions"] >= 50, coverage
+    assert coverage["confirmations"] >= 5 and coverage["disputes"] >= 1, coverage
 
 
 @pytest.mark.elasticsearch
