@@ -807,8 +807,8 @@ class Marketplace(RuleBasedStateMachine):
             expect = 403
         elif quoted:
             expect = 409
-        elif not supplier.sites[site].active:
-            expect = 422
+        elif not supplier.sites[site].active or not self.in_radius(supplier.sites[site], demand):
+            expect = 422  # the quote ships from this site: active and within the radius
         else:
             expect = 201
         created = self.call(
@@ -828,6 +828,12 @@ class Marketplace(RuleBasedStateMachine):
             self.quotes[created["id"]] = QuoteM(
                 created["id"], demand.id, supplier.id, site, unit_price, quantity
             )
+
+    def in_radius(self, site: SiteM, demand: DemandM) -> bool:
+        plant = self.place_of(demand.plant)
+        return haversine_km((site.place.lat, site.place.lon), (plant.lat, plant.lon)) <= (
+            demand.radius_km
+        )
 
     def eligible_pairs(self) -> list[tuple[int, int]]:
         """(supplier, demand) pairs where a quote must be accepted."""
@@ -856,8 +862,15 @@ class Marketplace(RuleBasedStateMachine):
         """An eligible supplier quotes (201), and the buyer may award the quote at once."""
         supplier_id, demand_id = data.draw(st.sampled_from(self.eligible_pairs()), label="pair")
         supplier = self.orgs[supplier_id]
+        # Eligible: its nearest active site is within the radius, so one such site exists.
         site = data.draw(
-            st.sampled_from(sorted(i for i, s in supplier.sites.items() if s.active)),
+            st.sampled_from(
+                sorted(
+                    i
+                    for i, s in supplier.sites.items()
+                    if s.active and self.in_radius(s, self.demands[demand_id])
+                )
+            ),
             label="site",
         )
         created = self.call(
@@ -910,15 +923,12 @@ class Marketplace(RuleBasedStateMachine):
         purchased_on = date(business_today().year - 1, 6, 30) if last_year else business_today()
         invoice = f"AW-{self.number()}"
         site = supplier.sites[quote.site]
-        plant = self.place_of(demand.plant)
         awardable = demand.state == "open" and quote.status == "submitted"
         if not awardable or supplier.status != "active":
             expect = 409
         elif not site.active:
             expect = 422  # the purchase would freeze a deactivated site
-        elif haversine_km((site.place.lat, site.place.lon), (plant.lat, plant.lon)) > (
-            demand.radius_km
-        ):
+        elif not self.in_radius(site, demand):
             expect = 422  # the quote's site moved (or was always) outside the radius
         else:
             expect = 201
