@@ -1,16 +1,26 @@
 """A Hypothesis state machine of the marketplace, driven through the HTTP API.
 
 Random sequences of registrations (and an admin's verification, suspension, reactivation),
-supplier profiles, sites, capabilities and certifications, OEM plants, demands (drafted and
-published), quotes, withdrawals, awards, direct purchases (with Idempotency-Key retries),
-cancellations, declared baselines and explicit worker runs. Every request goes through the test
-client as the persona that would send it, so validation and permissions are exercised; each
-answer's status is predicted from the model (``tests.marketplace_model`` and the state below).
+supplier profiles, sites (added, deactivated, moved to another city after they sold),
+capabilities and certifications, OEM plants, demands (drafted and published), quotes,
+withdrawals, awards (confirmed by construction), off-platform purchases recorded by either
+party (with Idempotency-Key retries, back-dated into the previous business year, refused two
+years back), confirmations and disputes by the other party (and refusals for the party that
+recorded it), cancellations, duplicate supplier invoices across OEMs and the auditor's review of
+them, baselines declared late, an OEM that mirrors another's purchases in another order, and
+explicit worker runs. Every request goes through the test client as the persona that would
+send it, so validation and permissions are exercised; each answer's status is predicted from
+the model (``tests.marketplace_model`` and the state below).
 
 After every step:
 
-- the ledger of every OEM of the run equals the model's, computed from the purchases and
-  cancellations in the order they happened (jobs run inline, right after each commit);
+- I8/I9 (RELIABILITY.md): every purchase is counted once iff it is confirmed, not cancelled and
+  not held by an invoice review, never without the other party's confirmation; per (OEM, year)
+  the entries sum to I* and S* recomputed from scratch by the independent oracle; the frozen
+  facts of every purchase are those of the moment it was made (site edits change no verdict);
+  each OEM's own ``GET /ledger/position`` equals the oracle over the model's purchases (jobs run
+  inline, right after each commit). The subsidy rule is order-free, so the model keeps sets, not
+  an order of entries;
 - the hash chain verifies;
 - for every open demand, the database backend's ranked matches equal ``search.spec.rank`` over
   facts read from the rows;
@@ -27,6 +37,7 @@ examples never see each other's rows or documents.
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -52,8 +63,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from market.auth import CSRF_HEADER
+from market.clock import business_today
 from market.extensions import db
-from market.models import Demand, Organization, OrgKind, Role
+from market.models import Demand, Organization, OrgKind, Purchase, Role
 from market.services.quotes import demand_fact, supplier_fact
 from search import spec
 from search.backends import SearchBackend, SupplierQuery
@@ -62,7 +74,13 @@ from search.elastic import ElasticsearchBackend
 from tests import factories
 from tests.conftest import RUN_ID
 from tests.isolation import begin_outer, bind_session, end_outer
-from tests.marketplace_model import LedgerModel, PurchaseInfo
+from tests.marketplace_model import (
+    SHANGHAI,
+    LedgerModel,
+    PurchaseInfo,
+    assert_ledger_matches_oracle,
+    haversine_km,
+)
 
 API = "/api/v1"
 PASSWORD = "stateful test password 1"
@@ -93,6 +111,11 @@ CATEGORIES = ("chassis.braking", "chassis.braking.foundation", "chassis", "power
 DEMAND_CATEGORIES = ("chassis", "chassis.braking", "chassis.braking.foundation", "powertrain")
 STANDARDS = ("iatf-16949", "iso-14001")
 AMOUNTS = tuple(Decimal(a) for a in ("0.01", "999.99", "125000.00", "90000000.00", "150000000.00"))
+# The bootstrap OEM was verified long ago: the platform covered the previous year for it, so its
+# baseline is the platform's own total (OEMs verified during the run have it missing: held).
+LONG_AGO = datetime(2019, 6, 1, tzinfo=UTC)
+# Writes after which the ledger invariant runs again.
+LEDGER_PATHS = ("/purchases", "/award", "/baselines", "/sites/", "/verify")
 MAX_OEMS, MAX_SUPPLIERS, MAX_PLANTS, MAX_SITES, MAX_DEMANDS = 2, 3, 2, 3, 4
 
 
@@ -131,7 +154,8 @@ class OrgM:
     sites: dict[int, SiteM] = field(default_factory=dict)  # supplier sites or OEM plants
     categories: set[str] = field(default_factory=set)
     certs: dict[int, CertM] = field(default_factory=dict)
-    invoices: set[str] = field(default_factory=set)
+    invoices: set[tuple[int, str]] = field(default_factory=set)  # (OEM, invoice): a supplier's
+    verified_at: datetime | None = None
 
     def fact(self) -> spec.SupplierFact:
         return spec.SupplierFact(
@@ -189,7 +213,14 @@ class QuoteM:
 @dataclass
 class PurchaseM:
     info: PurchaseInfo
-    cancelled: bool = False
+    creator: OrgKind  # the party that recorded it; the other one confirms or disputes
+    invoice: str
+    status: str = "pending_confirmation"  # | confirmed | disputed | cancelled
+    review: str | None = None  # pending (DUPLICATE_INVOICE) | released | rejected
+
+    @property
+    def counted(self) -> bool:
+        return self.status == "confirmed" and self.review in (None, "released")
 
 
 # --- the machine ---------------------------------------------------------------------------------
@@ -234,6 +265,11 @@ class Marketplace(RuleBasedStateMachine):
         self.quotes: dict[int, QuoteM] = {}
         self.purchases: dict[int, PurchaseM] = {}
         self.ledger = LedgerModel()
+        self.mirrored = False
+        # Whether a request since the last ledger check could have changed the ledger or the
+        # facts it reads (purchases, awards, baselines, sites, verifications): the ledger
+        # invariant re-checks only then (an unchanged database gives the same answer).
+        self.ledger_dirty = True
 
     def teardown(self) -> None:
         with self.app.app_context():
@@ -258,6 +294,8 @@ class Marketplace(RuleBasedStateMachine):
         **kwargs: Any,
     ) -> Any:
         """Send a request and check its status; returns the JSON body."""
+        if method != "GET" and any(part in path for part in LEDGER_PATHS):
+            self.ledger_dirty = True
         response = self.client.open(
             f"{API}{path}", method=method, headers=headers or {}, json=body, **kwargs
         )
@@ -305,16 +343,88 @@ class Marketplace(RuleBasedStateMachine):
         plant=st.sampled_from(PLANT_PLACES),
         site=st.sampled_from(NEAR_PLACES),
         category=st.sampled_from(CATEGORIES[:2]),
+        amount=st.sampled_from(AMOUNTS[1:]),
+        covered=st.booleans(),
     )
-    def bootstrap(self, plant: str, site: str, category: str) -> None:
+    def bootstrap(
+        self, plant: str, site: str, category: str, amount: Decimal, covered: bool
+    ) -> None:
         """Every run starts trading at once: a verified OEM with a plant and an open demand
-        for ``chassis`` parts, and a verified supplier of them with a site in range."""
+        for ``chassis`` parts, a verified supplier of them with a site in range, two confirmed
+        purchases between them (last year's 125,000.00, this year's recorded by the supplier)
+        and one the supplier recorded that waits for the buyer's answer. ``covered``: the OEM
+        has been on the platform for years (its baseline is last year's platform total); else
+        it was verified today, and its subsidy is held until a baseline is declared."""
         self.register(OrgKind.OEM, plant, verify=True, ready=True, category=category)
         self.register(OrgKind.SUPPLIER, plant, verify=True, ready=False, category=category)
         oem, supplier = self.of_kind(OrgKind.OEM)[0], self.of_kind(OrgKind.SUPPLIER)[0]
+        if covered:
+            self.verified_at(oem, LONG_AGO)  # before it trades: a fact of the set-up
         self.new_site(supplier, site)
         self.new_capability(supplier, category)
         self.new_demand(oem, next(iter(oem.sites)), "chassis", [], 300, None, 300, publish=True)
+        last_year = date(business_today().year - 1, 5, 20)
+        site_id, plant_id = max(supplier.sites), max(oem.sites)
+        self.buy_and_confirm(oem, supplier, site_id, plant_id, Decimal("125000.00"), last_year)
+        self.buy_and_confirm(
+            oem, supplier, site_id, plant_id, amount, business_today(), by=supplier
+        )
+        self.buy_and_confirm(
+            oem,
+            supplier,
+            site_id,
+            plant_id,
+            Decimal("999.99"),
+            last_year,
+            by=supplier,
+            answer=False,
+        )
+
+    def buy_and_confirm(
+        self,
+        oem: OrgM,
+        supplier: OrgM,
+        site_id: int,
+        plant_id: int,
+        amount: Decimal,
+        purchased_on: date,
+        *,
+        by: OrgM | None = None,
+        answer: bool = True,
+    ) -> int:
+        """One party (``by``, the buyer by default) records an off-platform purchase and the
+        other confirms it (unless ``answer`` is False: it stays pending)."""
+        maker = by or oem
+        invoice = f"INV-{self.number()}"
+        body = {
+            "supplier_site_id": site_id,
+            "plant_id": plant_id,
+            "category": "chassis.braking.foundation",
+            "amount": str(amount),
+            "purchased_on": purchased_on.isoformat(),
+            "invoice_number": invoice,
+        }
+        if maker is oem:
+            body["supplier_org_id"] = supplier.id
+        else:
+            body["oem_org_id"] = oem.id
+        made = self.call("POST", "/purchases", maker.headers, 201, body)
+        self.recorded(
+            made["id"],
+            oem.id,
+            supplier,
+            site_id,
+            plant_id,
+            amount,
+            purchased_on,
+            creator=maker.kind,
+            invoice=invoice,
+        )
+        if answer:
+            confirmer = supplier if maker is oem else oem
+            self.call("POST", f"/purchases/{made['id']}/confirm", confirmer.headers, 200)
+            self.confirmed(self.purchases[made["id"]])
+        return int(made["id"])
 
     @precondition(
         lambda self: (
@@ -369,6 +479,22 @@ class Marketplace(RuleBasedStateMachine):
         verified = self.call("POST", f"/organizations/{org.id}/verify", self.admin, 200)
         assert verified["status"] == "active"
         org.status = "active"
+        org.verified_at = datetime.fromisoformat(verified["verified_at"])
+        self.verified_at(org, org.verified_at)
+
+    def verified_at(self, org: OrgM, when: datetime) -> None:
+        """Note (and, if it differs, set) when ``org`` was verified: the platform covers a year
+        for an OEM verified on or before its 1 January (Asia/Shanghai)."""
+        if org.verified_at != when:
+            with self.app.app_context():
+                row = db.session.get(Organization, org.id)
+                assert row is not None
+                row.verified_at = when
+                db.session.commit()
+                db.session.remove()
+        org.verified_at = when
+        if org.kind is OrgKind.OEM:
+            self.ledger.verified_on[org.id] = when.astimezone(SHANGHAI).date()
 
     @precondition(lambda self: any(o.status == "pending" for o in self.orgs.values()))
     @rule(data=st.data())
@@ -461,6 +587,26 @@ class Marketplace(RuleBasedStateMachine):
             {"active": not site.active},
         )
         site.active = not site.active
+
+    @precondition(lambda self: any(o.sites for o in self.signed_in(OrgKind.SUPPLIER)))
+    @rule(data=st.data(), where=st.sampled_from(sorted(PLACES)))
+    def move_site(self, data: st.DataObject, where: str) -> None:
+        """A supplier moves a site (city and coordinates) after it sold from it: the verdicts
+        of its purchases must not change (their facts were frozen)."""
+        ids = sorted(o.id for o in self.signed_in(OrgKind.SUPPLIER) if o.sites)
+        supplier = self.orgs[data.draw(st.sampled_from(ids), label="supplier")]
+        site = supplier.sites[data.draw(st.sampled_from(sorted(supplier.sites)), label="site")]
+        place = PLACES[where]
+        moved = self.call(
+            "PATCH",
+            f"/suppliers/{supplier.id}/sites/{site.id}",
+            supplier.headers,
+            200,
+            {"city_code": place.city_code, "lat": place.lat, "lon": place.lon},
+        )
+        assert (moved["lat"], moved["lon"]) == (place.lat, place.lon)
+        site.place = place
+        self.coverage["site moves"] += 1
 
     @precondition(lambda self: bool(self.signed_in(OrgKind.SUPPLIER)))
     @rule(data=st.data(), tier=st.sampled_from([1, 2, 3]), listed=st.booleans())
@@ -667,8 +813,8 @@ class Marketplace(RuleBasedStateMachine):
             expect = 403
         elif quoted:
             expect = 409
-        elif not supplier.sites[site].active:
-            expect = 422
+        elif not supplier.sites[site].active or not self.in_radius(supplier.sites[site], demand):
+            expect = 422  # the quote ships from this site: active and within the radius
         else:
             expect = 201
         created = self.call(
@@ -688,6 +834,12 @@ class Marketplace(RuleBasedStateMachine):
             self.quotes[created["id"]] = QuoteM(
                 created["id"], demand.id, supplier.id, site, unit_price, quantity
             )
+
+    def in_radius(self, site: SiteM, demand: DemandM) -> bool:
+        plant = self.place_of(demand.plant)
+        return haversine_km((site.place.lat, site.place.lon), (plant.lat, plant.lon)) <= (
+            demand.radius_km
+        )
 
     def eligible_pairs(self) -> list[tuple[int, int]]:
         """(supplier, demand) pairs where a quote must be accepted."""
@@ -716,8 +868,15 @@ class Marketplace(RuleBasedStateMachine):
         """An eligible supplier quotes (201), and the buyer may award the quote at once."""
         supplier_id, demand_id = data.draw(st.sampled_from(self.eligible_pairs()), label="pair")
         supplier = self.orgs[supplier_id]
+        # Eligible: its nearest active site is within the radius, so one such site exists.
         site = data.draw(
-            st.sampled_from(sorted(i for i, s in supplier.sites.items() if s.active)),
+            st.sampled_from(
+                sorted(
+                    i
+                    for i, s in supplier.sites.items()
+                    if s.active and self.in_radius(s, self.demands[demand_id])
+                )
+            ),
             label="site",
         )
         created = self.call(
@@ -767,10 +926,18 @@ class Marketplace(RuleBasedStateMachine):
     def award_quote(self, quote: QuoteM, last_year: bool) -> None:
         demand = self.demands[quote.demand]
         supplier = self.orgs[quote.supplier]
-        purchased_on = date(today().year - 1, 6, 30) if last_year else today()
+        purchased_on = date(business_today().year - 1, 6, 30) if last_year else business_today()
         invoice = f"AW-{self.number()}"
+        site = supplier.sites[quote.site]
         awardable = demand.state == "open" and quote.status == "submitted"
-        expect = 201 if awardable and supplier.status == "active" else 409
+        if not awardable or supplier.status != "active":
+            expect = 409
+        elif not site.active:
+            expect = 422  # the purchase would freeze a deactivated site
+        elif not self.in_radius(site, demand):
+            expect = 422  # the quote's site moved (or was always) outside the radius
+        else:
+            expect = 201
         purchase = self.call(
             "POST",
             f"/quotes/{quote.id}/award",
@@ -782,15 +949,24 @@ class Marketplace(RuleBasedStateMachine):
             return
         amount = quote.unit_price * quote.quantity
         assert Decimal(purchase["amount"]) == amount
+        assert purchase["status"] == "confirmed", purchase  # confirmed by construction
         demand.state = "awarded"
         for other in self.quotes.values():
             if other.demand == demand.id and other.status == "submitted":
                 other.status = "rejected"
         quote.status = "awarded"
-        supplier.invoices.add(invoice)
         self.recorded(
-            purchase["id"], demand.oem, supplier, quote.site, demand.plant, amount, purchased_on
+            purchase["id"],
+            demand.oem,
+            supplier,
+            quote.site,
+            demand.plant,
+            amount,
+            purchased_on,
+            creator=OrgKind.OEM,
+            invoice=invoice,
         )
+        self.confirmed(self.purchases[purchase["id"]])
 
     def recorded(
         self,
@@ -801,7 +977,11 @@ class Marketplace(RuleBasedStateMachine):
         plant_id: int,
         amount: Decimal,
         purchased_on: date,
+        *,
+        creator: OrgKind,
+        invoice: str,
     ) -> None:
+        """A new purchase (pending its confirmation) with its facts as they are now."""
         site = supplier.sites[site_id].place
         plant = self.orgs[oem_id].sites[plant_id].place
         info = PurchaseInfo(
@@ -814,56 +994,93 @@ class Marketplace(RuleBasedStateMachine):
             amount=amount,
             purchased_on=purchased_on,
         )
-        self.purchases[purchase_id] = PurchaseM(info)
+        self.purchases[purchase_id] = PurchaseM(info, creator, invoice)
+        supplier.invoices.add((oem_id, invoice))
+        self.ledger.add(info, counted=False)
         self.coverage["purchases"] += 1
-        self.ledger.record(info)
-        shown = self.call("GET", f"/purchases/{purchase_id}", self.orgs[oem_id].headers, 200)
-        assert _ledger_status(shown) == "recorded", shown
+
+    def confirmed(self, purchase: PurchaseM) -> None:
+        """The model of a confirmation: the same supplier invoice confirmed by another OEM puts
+        both in review (neither counts until an auditor releases it)."""
+        purchase.status = "confirmed"
+        twins = [
+            other
+            for other in self.purchases.values()
+            if other is not purchase
+            and other.info.supplier_id == purchase.info.supplier_id
+            and other.invoice == purchase.invoice
+            and other.info.oem_id != purchase.info.oem_id
+            and other.status == "confirmed"
+        ]
+        if twins:
+            purchase.review = "pending"
+            self.coverage["invoice reviews"] += 1
+            for twin in twins:
+                twin.review = twin.review or "pending"
+        self.refresh_counted()
+        oem = self.orgs[purchase.info.oem_id]
+        shown = self.call("GET", f"/purchases/{purchase.info.id}", oem.headers, 200)
+        assert _ledger_status(shown) == ("recorded" if purchase.counted else "not_counted"), shown
+
+    def refresh_counted(self) -> None:
+        self.ledger.counted = {i for i, p in self.purchases.items() if p.counted}
+
+    def party_headers(self, purchase: PurchaseM, party: OrgKind) -> dict[str, str]:
+        org_id = purchase.info.oem_id if party is OrgKind.OEM else purchase.info.supplier_id
+        return self.orgs[org_id].headers
 
     # --- purchases ----------------------------------------------------------------------------
 
     @precondition(
         lambda self: (
-            any(o.sites for o in self.signed_in(OrgKind.OEM))
+            (
+                any(o.sites for o in self.signed_in(OrgKind.OEM))
+                or any(o.sites for o in self.signed_in(OrgKind.SUPPLIER))
+            )
+            and any(o.sites for o in self.of_kind(OrgKind.OEM))
             and any(o.sites for o in self.of_kind(OrgKind.SUPPLIER))
         )
     )
     @rule(
         data=st.data(),
+        by=st.sampled_from([OrgKind.OEM, OrgKind.OEM, OrgKind.SUPPLIER]),
         amount=st.sampled_from(AMOUNTS),
-        years_ago=st.sampled_from([0, 0, 1, 2]),
-        reuse_invoice=st.booleans(),
+        years_ago=st.sampled_from([0, 0, 1, 1, 2]),
+        invoice_from=st.sampled_from(["new", "new", "same pair", "other oem"]),
         idempotency=st.sampled_from(["none", "retry", "conflict"]),
     )
     def direct_purchase(
         self,
         data: st.DataObject,
+        by: OrgKind,
         amount: Decimal,
         years_ago: int,
-        reuse_invoice: bool,
+        invoice_from: str,
         idempotency: str,
     ) -> None:
-        oem = self.orgs[
-            data.draw(
-                st.sampled_from(sorted(o.id for o in self.signed_in(OrgKind.OEM) if o.sites)),
-                label="oem",
-            )
-        ]
-        supplier = self.orgs[
-            data.draw(
-                st.sampled_from(sorted(o.id for o in self.of_kind(OrgKind.SUPPLIER) if o.sites)),
-                label="supplier",
-            )
-        ]
+        """Either party records an off-platform purchase; it waits for the other's
+        confirmation. Only the current and the previous business year are accepted."""
+        makers = [o for o in self.signed_in(by) if o.sites]
+        if not makers:
+            return
+        maker = self.orgs[data.draw(st.sampled_from(sorted(o.id for o in makers)), label="by")]
+        other_kind = OrgKind.SUPPLIER if by is OrgKind.OEM else OrgKind.OEM
+        others = sorted(o.id for o in self.of_kind(other_kind) if o.sites)
+        other = self.orgs[data.draw(st.sampled_from(others), label="other")]
+        oem, supplier = (maker, other) if by is OrgKind.OEM else (other, maker)
         site = data.draw(st.sampled_from(sorted(supplier.sites)), label="site")
         plant = data.draw(st.sampled_from(sorted(oem.sites)), label="plant")
-        purchased_on = today() if years_ago == 0 else date(today().year - years_ago, 3, 15)
-        if reuse_invoice and supplier.invoices:
-            invoice = sorted(supplier.invoices)[0]
+        year = business_today().year - years_ago
+        purchased_on = business_today() if years_ago == 0 else date(year, 3, 15)
+        pair = sorted(i for o, i in supplier.invoices if o == oem.id)
+        elsewhere = sorted(i for o, i in supplier.invoices if o != oem.id)
+        if invoice_from == "same pair" and pair:
+            invoice = pair[0]
+        elif invoice_from == "other oem" and elsewhere:
+            invoice = elsewhere[0]
         else:
             invoice = f"INV-{self.number()}"
         body = {
-            "supplier_org_id": supplier.id,
             "supplier_site_id": site,
             "plant_id": plant,
             "category": "chassis.braking.foundation",
@@ -872,27 +1089,96 @@ class Marketplace(RuleBasedStateMachine):
             "invoice_number": invoice,
             "po_number": f"PO-{self.number()}",
         }
-        if oem.status != "active":
+        if by is OrgKind.OEM:
+            body["supplier_org_id"] = supplier.id
+        else:
+            body["oem_org_id"] = oem.id
+        if years_ago >= 2:
+            expect = 422  # outside the current and the previous business year
+        elif maker.status != "active":
             expect = 403
-        elif supplier.status != "active":
+        elif other.status != "active" or not supplier.sites[site].active:
             expect = 422
-        elif invoice in supplier.invoices:
+        elif (oem.id, invoice) in supplier.invoices:
             expect = 409
         else:
             expect = 201
-        headers = dict(oem.headers)
+        headers = dict(maker.headers)
         if idempotency != "none":
             headers["Idempotency-Key"] = f"stateful-{self.number()}"
         purchase = self.call("POST", "/purchases", headers, expect, body)
         if expect != 201:
             return
+        assert purchase["status"] == "pending_confirmation", purchase
         if idempotency == "retry":
             again = self.call("POST", "/purchases", headers, 201, body)
             assert again["id"] == purchase["id"], (again, purchase)
         elif idempotency == "conflict":
             self.call("POST", "/purchases", headers, 422, {**body, "amount": "1.00"})
-        supplier.invoices.add(invoice)
-        self.recorded(purchase["id"], oem.id, supplier, site, plant, amount, purchased_on)
+        self.recorded(
+            purchase["id"],
+            oem.id,
+            supplier,
+            site,
+            plant,
+            amount,
+            purchased_on,
+            creator=by,
+            invoice=invoice,
+        )
+        shown = self.call("GET", f"/purchases/{purchase['id']}", oem.headers, 200)
+        assert _ledger_status(shown) == "not_counted", shown  # I9: not without confirmation
+
+    def answerable(self, actor: str) -> list[int]:
+        """Purchases whose acting party (``counterparty`` or ``creator``) can sign in."""
+        found = []
+        for purchase_id, purchase in sorted(self.purchases.items()):
+            creator = purchase.creator
+            party = creator if actor == "creator" else _other(creator)
+            if self.party_headers(purchase, party):
+                found.append(purchase_id)
+        return found
+
+    @precondition(lambda self: bool(self.purchases))
+    @rule(
+        data=st.data(),
+        action=st.sampled_from(["confirm", "confirm", "confirm", "dispute"]),
+        actor=st.sampled_from(["counterparty", "counterparty", "counterparty", "creator"]),
+    )
+    def answer_purchase(self, data: st.DataObject, action: str, actor: str) -> None:
+        """The other party confirms (the ledger counts it) or disputes (never counted); the
+        party that recorded it may do neither."""
+        candidates = self.answerable(actor)
+        if not candidates:
+            return
+        pending = [i for i in candidates if self.purchases[i].status == "pending_confirmation"]
+        pool = pending if pending and data.draw(st.booleans(), label="pending") else candidates
+        purchase = self.purchases[data.draw(st.sampled_from(pool), label="purchase")]
+        party = purchase.creator if actor == "creator" else _other(purchase.creator)
+        if actor == "creator":
+            expect = 403
+        elif purchase.status != "pending_confirmation":
+            expect = 409
+        else:
+            expect = 200
+        body = {"reason": "Never delivered"} if action == "dispute" else None
+        answered = self.call(
+            "POST",
+            f"/purchases/{purchase.info.id}/{action}",
+            self.party_headers(purchase, party),
+            expect,
+            body,
+        )
+        if expect != 200:
+            return
+        if action == "dispute":
+            assert answered["status"] == "disputed"
+            purchase.status = "disputed"
+            self.coverage["disputes"] += 1
+            return
+        assert answered["status"] == "confirmed"
+        self.coverage["confirmations"] += 1
+        self.confirmed(purchase)
 
     @precondition(lambda self: bool(self.purchases))
     @rule(data=st.data())
@@ -901,38 +1187,58 @@ class Marketplace(RuleBasedStateMachine):
             data.draw(st.sampled_from(sorted(self.purchases)), label="purchase")
         ]
         oem = self.orgs[purchase.info.oem_id]
+        final = purchase.status in ("cancelled", "disputed")
+        was_counted = purchase.counted
         cancelled = self.call(
             "POST",
             f"/purchases/{purchase.info.id}/cancel",
             oem.headers,
-            409 if purchase.cancelled else 200,
+            409 if final else 200,
             {"reason": "Cancelled by the stateful test"},
         )
-        if purchase.cancelled:
+        if final:
             return
         assert cancelled["status"] == "cancelled"
-        purchase.cancelled = True
+        purchase.status = "cancelled"
+        self.refresh_counted()
         self.coverage["cancellations"] += 1
-        self.ledger.reverse(purchase.info.id)
-        shown = self.call("GET", f"/purchases/{purchase.info.id}", oem.headers, 200)
-        assert _ledger_status(shown) == "reversed", shown
+        if was_counted:
+            self.coverage["reversals"] += 1
+            shown = self.call("GET", f"/purchases/{purchase.info.id}", oem.headers, 200)
+            assert _ledger_status(shown) == "reversed", shown
+
+    @precondition(lambda self: any(p.review == "pending" for p in self.purchases.values()))
+    @rule(data=st.data(), decision=st.sampled_from(["release", "reject"]))
+    def review_invoice(self, data: st.DataObject, decision: str) -> None:
+        """An auditor releases or rejects a purchase held for a duplicate invoice."""
+        ids = sorted(i for i, p in self.purchases.items() if p.review == "pending")
+        purchase = self.purchases[data.draw(st.sampled_from(ids), label="purchase")]
+        waiting = purchase.status == "confirmed"
+        self.call(
+            "POST",
+            f"/purchases/{purchase.info.id}/review",
+            self.auditor,
+            200 if waiting else 409,
+            {"decision": decision, "reason": "Checked with the tax bureau"},
+        )
+        if waiting:
+            purchase.review = "released" if decision == "release" else "rejected"
+            self.refresh_counted()
+            self.coverage["reviews"] += 1
 
     @precondition(lambda self: bool(self.of_kind(OrgKind.OEM)))
     @rule(
         data=st.data(),
-        years_ago=st.sampled_from([0, 1, 2]),
-        amount=st.sampled_from([Decimal("0.00"), Decimal("50000000.00")]),
+        years_ago=st.sampled_from([0, 1, 1, 2]),
+        amount=st.sampled_from([Decimal("0.00"), Decimal("1000.00"), Decimal("50000000.00")]),
     )
     def declare_baseline(self, data: st.DataObject, years_ago: int, amount: Decimal) -> None:
+        """An admin declares (or corrects) an OEM's baseline, late: after purchases of the year
+        it serves; the ledger settles that year with an adjustment."""
         ids = sorted(o.id for o in self.of_kind(OrgKind.OEM))
         oem = self.orgs[data.draw(st.sampled_from(ids), label="oem")]
-        year = today().year - years_ago
-        if years_ago == 0:
-            expect = 422  # only a past year can be declared
-        elif self.ledger.baseline_used(oem.id, year):
-            expect = 409
-        else:
-            expect = 201
+        year = business_today().year - years_ago
+        expect = 422 if years_ago == 0 else 201  # only a year that has ended
         self.call(
             "POST",
             "/baselines",
@@ -942,13 +1248,136 @@ class Marketplace(RuleBasedStateMachine):
         )
         if expect == 201:
             self.ledger.declared[(oem.id, year)] = amount
+            self.coverage["declarations"] += 1
+
+    def position(self, oem: OrgM, year: int) -> tuple[Any, ...]:
+        """(T, B, I*, S*, held) of the OEM's own ``GET /ledger/position`` (its buyer's view)."""
+        got = self.call("GET", f"/ledger/position?year={year}", oem.headers, 200)
+        baseline = None if got["baseline"] is None else Decimal(got["baseline"])
+        return (
+            Decimal(got["near_shore_total"]),
+            baseline,
+            Decimal(got["increment"]),
+            Decimal(got["subsidy"]),
+            got["held"],
+        )
+
+    @precondition(
+        lambda self: (
+            not self.mirrored
+            and any(
+                sum(1 for p in self.purchases.values() if p.counted and p.info.oem_id == o.id) >= 2
+                for o in self.of_kind(OrgKind.OEM, "active")
+            )
+        )
+    )
+    @rule(data=st.data())
+    def mirror_oem(self, data: st.DataObject) -> None:
+        """A second OEM records the first one's counted purchases (and its declared
+        baselines, declared somewhere in between) in another order: it must end with the same
+        T, B, I*, S* and held for every year."""
+        from tests import marketplace_model
+
+        ids = sorted(
+            o.id
+            for o in self.of_kind(OrgKind.OEM, "active")
+            if sum(1 for p in self.purchases.values() if p.counted and p.info.oem_id == o.id) >= 2
+        )
+        first = self.orgs[data.draw(st.sampled_from(ids), label="oem")]
+        self.mirrored = True
+        n = self.number()
+        email = f"mirror{n}@example.test"
+        some_plant = next(iter(first.sites.values())).place
+        created = self.call(
+            "POST",
+            "/organizations",
+            None,
+            201,
+            {
+                "kind": "oem",
+                "uscc": factories.fictional_uscc(some_plant.city_code),
+                "legal_name": f"镜像测试{n}",
+                "city_code": some_plant.city_code,
+                "user": {"email": email, "password": PASSWORD},
+            },
+        )
+        mirror = OrgM(id=created["organization"]["id"], kind=OrgKind.OEM, email=email)
+        self.orgs[mirror.id] = mirror
+        self.sign_in(mirror)
+        self.verify(mirror)
+        assert first.verified_at is not None
+        self.verified_at(mirror, first.verified_at)  # the same coverage as the first
+        plants: dict[tuple[float, float], int] = {}
+        for where, place in PLACES.items():
+            if any(s.place == place for s in first.sites.values()):
+                self.new_plant(mirror, where)
+                plants[(place.lat, place.lon)] = max(mirror.sites)
+        # What can be recorded again as it was: the supplier still active and its site
+        # active and where it was when the first OEM bought from it.
+        copies = []
+        for purchase in self.purchases.values():
+            if not purchase.counted or purchase.info.oem_id != first.id:
+                continue
+            supplier = self.orgs[purchase.info.supplier_id]
+            site = next(
+                (
+                    s
+                    for s in supplier.sites.values()
+                    if s.active and (s.place.lat, s.place.lon) == purchase.info.site
+                ),
+                None,
+            )
+            if supplier.status == "active" and supplier.headers and site is not None:
+                copies.append((purchase, site.id))
+        order = data.draw(st.permutations(copies), label="order")
+        declared = sorted((y, a) for (o, y), a in self.ledger.declared.items() if o == first.id)
+        declare_at = [data.draw(st.integers(0, len(order)), label="late") for _ in declared]
+        for step in range(len(order) + 1):
+            for (year, amount), at in zip(declared, declare_at, strict=True):
+                if at == step:
+                    self.call(
+                        "POST",
+                        "/baselines",
+                        self.admin,
+                        201,
+                        {"oem_org_id": mirror.id, "year": year, "amount": str(amount)},
+                    )
+                    self.ledger.declared[(mirror.id, year)] = amount
+            if step == len(order):
+                break
+            original, site_id = order[step]
+            self.buy_and_confirm(
+                mirror,
+                self.orgs[original.info.supplier_id],
+                site_id,
+                plants[original.info.plant],
+                original.info.amount,
+                original.info.purchased_on,
+            )
+        infos = [p.info for p, _ in copies]
+        declared_first = {(o, y): a for (o, y), a in self.ledger.declared.items() if o == first.id}
+        everything = len(copies) == len(
+            [p for p in self.purchases.values() if p.counted and p.info.oem_id == first.id]
+        )
+        for year in self.years():
+            want = marketplace_model.figures(
+                infos, declared_first, self.ledger.verified_on, first.id, year
+            ).core
+            assert self.position(mirror, year) == want, (year, order)
+            if everything:
+                assert self.position(first, year) == want, (year, order)
+        self.coverage["mirrored purchases"] += len(order)
+
+    def years(self) -> tuple[int, int]:
+        year = business_today().year
+        return (year - 1, year)
 
     # --- workers ------------------------------------------------------------------------------
 
     @rule(sweep=st.booleans())
     def run_workers(self, sweep: bool) -> None:
         """The drain (and the sweeper) find nothing left: inline jobs ran after each commit;
-        the summaries agree with the model."""
+        the summaries (auditors: any OEM; buyers: their own only) agree with the model."""
         from workers.outbox import drain, sweep_outbox
 
         with self.app.app_context():
@@ -958,54 +1387,63 @@ class Marketplace(RuleBasedStateMachine):
             db.session.remove()
         left = self.call("GET", "/admin/outbox?per_page=100", self.admin, 200)
         assert left["items"] == [], left["items"]
-        for oem_id, year in sorted({(e.oem_id, e.year) for e in self.ledger.entries}):
-            summary = self.call(
-                "GET", f"/ledger/summary?year={year}&oem={oem_id}", self.auditor, 200
-            )
-            (item,) = summary["items"]
-            expected = self.ledger.summary(oem_id, year)
-            got = {name: Decimal(item[name]) for name in expected}
-            assert got == expected, (oem_id, year, got, expected)
+        for oem in self.of_kind(OrgKind.OEM):
+            for year in self.years():
+                summary = self.call(
+                    "GET", f"/ledger/summary?year={year}&oem={oem.id}", self.auditor, 200
+                )
+                if not summary["items"]:
+                    continue
+                (item,) = summary["items"]
+                want = self.ledger.figures(oem.id, year)
+                got = (
+                    Decimal(item["near_shore_total"]),
+                    None if item["baseline"] is None else Decimal(item["baseline"]),
+                    Decimal(item["increment"]),
+                    Decimal(item["subsidy"]),
+                    item["held"],
+                )
+                assert got == want.core, (oem.id, year, got, want)
+                assert item["consistent"] is True, item
+                if oem.status == "active":
+                    own = self.call("GET", f"/ledger/summary?year={year}", oem.headers, 200)
+                    assert [i["oem_org_id"] for i in own["items"]] == [oem.id], own
 
     # --- invariants ---------------------------------------------------------------------------
 
     @invariant()
     def ledger_equals_the_model(self) -> None:
-        for oem in self.of_kind(OrgKind.OEM):
-            listed = self.call("GET", f"/ledger?oem={oem.id}&per_page=100", self.auditor, 200)
-            got = [
-                (
-                    e["purchase_id"],
-                    e["kind"],
-                    e["year"],
-                    Decimal(e["amount"]),
-                    e["near_shore"],
-                    e["reason_code"],
-                    Decimal(e["baseline"]),
-                    Decimal(e["near_shore_total_before"]),
-                    Decimal(e["increment"]),
-                    Decimal(e["subsidy"]),
+        """I8 and I9 after every step, three ways: the rows against the oracle (each purchase
+        counted once iff countable, never without confirmation; per (OEM, year) the entries
+        sum to I* and S* from scratch); the frozen facts as the model noted them when each
+        purchase was made (site edits change nothing); each OEM's own position against the
+        model's purchases, statuses and declarations."""
+        if not self.ledger_dirty:
+            return
+        self.ledger_dirty = False
+        with self.app.app_context():
+            assert_ledger_matches_oracle(db.session)
+            frozen = {
+                p.id: (p.site_city_code, (p.site_lat, p.site_lon), (p.plant_lat, p.plant_lon))
+                for p in db.session.scalars(
+                    select(Purchase).where(Purchase.id.in_(list(self.purchases)))
                 )
-                for e in listed["items"]
-            ]
-            want = [
-                (
-                    e.purchase_id,
-                    e.kind,
-                    e.year,
-                    e.amount,
-                    e.near_shore,
-                    e.reason_code,
-                    e.baseline,
-                    e.near_shore_total_before,
-                    e.increment,
-                    e.subsidy,
-                )
-                for e in self.ledger.entries_of(oem.id)
-            ]
-            assert got == want, f"OEM {oem.id}: ledger {got} != model {want}"
-            for entry, model in zip(listed["items"], self.ledger.entries_of(oem.id), strict=True):
-                assert abs(float(entry["distance_km"]) - model.distance_km) < 0.001
+            }
+            db.session.remove()
+        for purchase_id, purchase in self.purchases.items():
+            info = purchase.info
+            assert frozen[purchase_id] == (info.site_city_code, info.site, info.plant), purchase
+        trading = {p.info.oem_id for p in self.purchases.values()}
+        trading |= {oem_id for oem_id, _ in self.ledger.declared}
+        for oem in self.of_kind(OrgKind.OEM, "active"):
+            if oem.id not in trading:
+                continue  # no purchase, no declaration: nothing in the ledger to show
+            for year in self.years():
+                want = self.ledger.figures(oem.id, year)
+                assert self.position(oem, year) == want.core, (oem.id, year, want)
+                self.coverage["positions"] += 1
+                self.coverage["held positions"] += want.held
+                self.coverage["subsidised positions"] += want.subsidy > 0
 
     @invariant()
     def chain_verifies(self) -> None:
@@ -1099,6 +1537,10 @@ class Marketplace(RuleBasedStateMachine):
             db.session.remove()
 
 
+def _other(party: OrgKind) -> OrgKind:
+    return OrgKind.SUPPLIER if party is OrgKind.OEM else OrgKind.OEM
+
+
 def _ledger_status(purchase: dict[str, Any]) -> Any:
     """``GET /purchases/{id}``: its ``ledger.status`` (a flat ``ledger_status`` in older shapes)."""
     if "ledger" in purchase:
@@ -1135,7 +1577,7 @@ def marketplace(app: Flask) -> Iterator[type[Marketplace]]:
 # 300 s timeout, which then shows up as a "flaky" failure); the failing example is printed
 # step by step as generated (at most 25 steps) and, derandomized, fails the same way again.
 STATEFUL_SETTINGS = settings(
-    max_examples=30,
+    max_examples=int(os.environ.get("SM_EX", "30")),  # SM_EX: fewer, for a quick local run
     stateful_step_count=25,
     deadline=None,
     derandomize=True,
@@ -1149,15 +1591,25 @@ STATEFUL_SETTINGS = settings(
 ELASTICSEARCH_SETTINGS = settings(STATEFUL_SETTINGS, max_examples=12)
 
 
+@pytest.mark.timeout(900)  # 360-590 s measured with 6 agents' runs on 2 cores (load 10-13)
 def test_the_marketplace_keeps_ledger_and_search_consistent(
     marketplace: type[Marketplace],
 ) -> None:
     run_state_machine_as_test(marketplace, settings=STATEFUL_SETTINGS)
+    print(dict(marketplace.coverage))
     # Derandomized: the same examples each run (about 750 checked steps, 280 ranked matches,
     # 15 purchases and 10 cancellations); the floors only catch a machine that stopped trading.
     coverage = marketplace.coverage
     assert coverage["checks"] > 500 and coverage["matches"] > 100, coverage
     assert coverage["purchases"] >= 8 and coverage["cancellations"] >= 4, coverage
+    # v2, last measured (PostgreSQL / SQLite: the examples differ with the ids): 225 / 137
+    # purchases, 16 / 4 mirrored, 21 / 19 reversals, 24 / 109 declarations, 9 / 9 site moves,
+    # 2 / 2 confirmations and 7 / 1 disputes by the rule; 1138 / 984 positions checked, 662 /
+    # 399 of them held and 344 / 495 subsidised.
+    assert coverage["mirrored purchases"] >= 2 and coverage["declarations"] >= 20, coverage
+    assert coverage["reversals"] >= 5 and coverage["site moves"] >= 5, coverage
+    assert coverage["held positions"] >= 100 and coverage["subsidised positions"] >= 100, coverage
+    assert coverage["confirmations"] >= 1 and coverage["disputes"] >= 1, coverage
 
 
 @pytest.mark.elasticsearch
