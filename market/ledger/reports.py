@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 
 from market.extensions import db
 from market.ledger.append import PurchaseFact, load_book
+from market.ledger.chain import MONEY_FIELDS
 from market.ledger.policy import policy_for_year
 from market.ledger.rules import METRE, ZERO, Position, decide_near_shore, money
 from market.models import (
@@ -130,16 +131,6 @@ COLUMNS = (
     "prev_hash",
     "entry_hash",
 )
-_MONEY = {
-    "amount",
-    "baseline",
-    "near_shore_total_before",
-    "near_shore_total",
-    "increment_total",
-    "subsidy_total",
-    "increment",
-    "subsidy",
-}
 
 
 def _entries_query(filters: LedgerFilter) -> Select:
@@ -169,7 +160,7 @@ def entry_values(row: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in COLUMNS:
         value = getattr(row, name) if name in row._fields else getattr(entry, name)
-        if value is not None and name in _MONEY:
+        if value is not None and name in MONEY_FIELDS:
             value = money(value)
         elif value is not None and name == "distance_km":
             value = Decimal(value).quantize(METRE)
