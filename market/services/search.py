@@ -25,6 +25,7 @@ from market.clock import business_today
 from market.errors import NotFound, ServiceUnavailable, ValidationFailed
 from market.extensions import db
 from market.models import Demand, Organization, OrgKind, OrgStatus, Role, User
+from market.permissions import auditor_city_prefixes, city_in_jurisdiction
 from market.services.pagination import Page
 from search import documents, search_backend, spec, text
 from search.backends import (
@@ -110,8 +111,12 @@ def _readable_demand(user: User, demand_id: int) -> Demand:
     )
     if demand is None:
         raise NotFound("Demand not found.")
-    if user.role in {Role.ADMIN, Role.AUDITOR}:
+    if user.role is Role.ADMIN:
         return demand
+    if user.role is Role.AUDITOR and city_in_jurisdiction(
+        demand.plant.city_code, auditor_city_prefixes(user)
+    ):
+        return demand  # a plant in the auditor's jurisdiction
     if user.role is Role.BUYER and user.organization_id == demand.organization_id:
         return demand
     raise NotFound("Demand not found.")

@@ -9,6 +9,7 @@ RULES = [
         "GET",
         "/api/v1/demands/{demand_a}/matches",
         frozenset({"buyer_a", "auditor", "admin"}),
+        jurisdiction_bound=True,  # demand A's plant is in Guangzhou
     ),
     Rule("GET", "/api/v1/suppliers/search", SIGNED_IN, query="q=brake&tier=1"),
 ]
