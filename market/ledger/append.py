@@ -85,6 +85,22 @@ class PurchaseFact:
     def key(self) -> Key:
         return (self.oem_org_id, self.purchased_on.year)
 
+    @classmethod
+    def of(cls, purchase: Purchase) -> PurchaseFact:
+        """The facts of a purchase row, flushed or not (a new one's preview has id 0)."""
+        return cls(
+            purchase_id=purchase.id or 0,
+            oem_org_id=purchase.oem_org_id,
+            supplier_org_id=purchase.supplier_org_id,
+            site_city_code=purchase.site_city_code,
+            plant_city_code=purchase.plant_city_code,
+            site=(purchase.site_lat, purchase.site_lon),
+            plant=(purchase.plant_lat, purchase.plant_lon),
+            amount=Decimal(purchase.amount),
+            purchased_on=purchase.purchased_on,
+            countable=purchase.countable,
+        )
+
 
 @dataclass
 class YearState:
@@ -227,21 +243,7 @@ def _load_last_baselines(book: Book, oems: set[int], years: set[int]) -> None:
 def load_facts(purchase_ids: Sequence[int]) -> dict[int, PurchaseFact]:
     """The frozen facts of these purchases (never the sites' current rows)."""
     rows = db.session.scalars(select(Purchase).where(Purchase.id.in_(purchase_ids)))
-    return {
-        p.id: PurchaseFact(
-            purchase_id=p.id,
-            oem_org_id=p.oem_org_id,
-            supplier_org_id=p.supplier_org_id,
-            site_city_code=p.site_city_code,
-            plant_city_code=p.plant_city_code,
-            site=(p.site_lat, p.site_lon),
-            plant=(p.plant_lat, p.plant_lon),
-            amount=p.amount,
-            purchased_on=p.purchased_on,
-            countable=p.countable,
-        )
-        for p in rows
-    }
+    return {p.id: PurchaseFact.of(p) for p in rows}
 
 
 def _load_counted(purchase_ids: Sequence[int]) -> dict[int, Counted]:

@@ -201,17 +201,7 @@ def with_subsidy_preview(purchase: Purchase, viewer: User) -> PurchaseView:
     have counted the purchase itself)."""
     if viewer.role is Role.SUPPLIER:
         return PurchaseView(purchase)
-    fact = ledger.PurchaseFact(
-        purchase_id=0,
-        oem_org_id=purchase.oem_org_id,
-        supplier_org_id=purchase.supplier_org_id,
-        site_city_code=purchase.site_city_code,
-        plant_city_code=purchase.plant_city_code,
-        site=(purchase.site_lat, purchase.site_lon),
-        plant=(purchase.plant_lat, purchase.plant_lon),
-        amount=Decimal(purchase.amount),
-        purchased_on=purchase.purchased_on,
-    )
+    fact = ledger.PurchaseFact.of(purchase)
     return PurchaseView(purchase, subsidy_preview=ledger.preview(fact))
 
 
