@@ -9,7 +9,7 @@ from datetime import date
 from market import ledger
 from market.extensions import db
 from market.ledger import checkpoints
-from market.models import OrgKind
+from market.models import Organization, OrgKind, Site
 from tests import factories
 from tests.conftest import make_test_app
 from tests.factories import GUANGZHOU, SHENZHEN
@@ -41,9 +41,17 @@ def test_the_embedded_default_issues_checkpoints_in_process(
         supplier = factories.make_org(city_code="440300")
         site = factories.make_site(supplier, at=SHENZHEN)
 
+        ids = (oem.id, plant.id, supplier.id, site.id)
+
         def buy() -> None:
+            # Read again in this transaction: ``latest_size`` ends the session, and a purchase
+            # copies the sites' facts.
+            o, p, s, s_site = (
+                db.session.get(model, id_)
+                for model, id_ in zip((Organization, Site, Organization, Site), ids, strict=True)
+            )
             purchase = factories.make_purchase(
-                oem, plant, supplier, site, amount="10.00", purchased_on=date(2026, 2, 2)
+                o, p, s, s_site, amount="10.00", purchased_on=date(2026, 2, 2)
             )
             ledger.sync_purchase(purchase.id)
             db.session.commit()

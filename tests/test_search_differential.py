@@ -486,7 +486,8 @@ def test_database_backend_agrees_with_the_spec(db_session):
         refresh=lambda: None,
     )
     assert coverage.demands == 24 and coverage.hits > 300, coverage
-    assert coverage.text_searches >= 8 and coverage.text_hits > 60, coverage
+    # Measured with sites placed inside their cities' real boundaries: 7 text searches with hits.
+    assert coverage.text_searches >= 6 and coverage.text_hits > 60, coverage
 
 
 @pytest.mark.elasticsearch
@@ -507,6 +508,7 @@ def test_elasticsearch_and_database_agree_with_the_spec(db_session, elasticsearc
     assert coverage.demands == 105, coverage
     # Seed 5: 75 searches, 27 of them with words that found something (about 470 hits).
     assert coverage.text_searches >= 20 and coverage.text_hits > 300, coverage
-    # Seed 5 compares about 2 000 ranked hits (180 with score 0, 360 adjacent equal scores).
-    assert coverage.hits > 1500 and coverage.search_hits > 300, coverage
+    # Seed 5 compares 1 500 ranked hits since sites lie inside their cities' real boundaries
+    # (about 2 000 before; 153 with score 0, 208 adjacent equal scores).
+    assert coverage.hits >= 1200 and coverage.search_hits > 300, coverage
     assert coverage.zero_scores > 50 and coverage.equal_scores > 50, coverage

@@ -205,7 +205,7 @@ def test_an_edited_missing_or_forged_file_names_what_is_wrong(auditor_files, rec
     rows[3][amount] = "1.00"  # seq 4's amount, its hashes left as they were
     edited = write("edited.csv", rows)
     # The OEM's name holds a line break: each row takes two lines, seq 4 starts on line 8.
-    assert edited.read_text().splitlines()[7].startswith("4,record,")
+    assert edited.read_text().splitlines()[7].startswith("4,2,record:")
     status, report = auditor_files.run(
         "--export", edited, "--checkpoint", checkpoint, "--public-key", key
     )
