@@ -261,8 +261,11 @@ def test_fresh_builds_a_new_sqlite_database_and_keeps_the_old_one(tmp_path):
 
 
 @pytest.mark.postgres
-def test_fresh_on_postgresql_makes_a_new_database_and_names_it(app, database_url):
-    """(``app``: the run's database is migrated, whichever tests ran before.)"""
+def test_fresh_on_postgresql_makes_a_new_database_and_names_it(app, owner_database_url):
+    """(``app``: the run's database is migrated, whichever tests ran before.) Making a
+    database is the operator's act: ``--fresh`` runs as the owner role (the application's
+    role may not create databases)."""
+    database_url = owner_database_url
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
