@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from market.extensions import db
 from market.models import OutboxEvent, OutboxStatus, OutboxTopic
 from market.services.pagination import Page, paginate
+from market.services.unit_of_work import commit, rollback
 from workers.queue import PERIODIC_QUEUE, enqueue, jobs
 
 log = logging.getLogger(__name__)
@@ -226,9 +227,9 @@ def process_outbox_event(event_id: int) -> None:
         event.status = OutboxStatus.DONE
         event.processed_at = datetime.now(UTC)
         event.attempts += 1
-        session.commit()
+        commit()  # publishes the outbox rows the handler emitted (events, email, webhooks)
     except Exception as exc:
-        session.rollback()
+        rollback()
         if not _is_outage(exc):
             _record_failure(event_id, f"{type(exc).__name__}: {exc}")
         raise
@@ -330,10 +331,10 @@ def _drain_batch(
                 if failed is not None:
                     _fail(failed, error)
                 skip.add(event_id)
-        session.commit()
+        commit()  # publishes the outbox rows the handler emitted (events of the ledger)
         return len(events), len(events) == spec.batch_size
     except Exception as exc:
-        session.rollback()
+        rollback()
         if _is_outage(exc) or not ids:
             raise
         if len(ids) == 1:

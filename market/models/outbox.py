@@ -24,6 +24,9 @@ class OutboxTopic(enum.StrEnum):
     LEDGER_REVERSE = "ledger.reverse"
     LEDGER_REBASE = "ledger.rebase"  # a declared baseline changed: aggregate = baseline row
     SEARCH_SYNC = "search.sync"
+    EVENT_DISPATCH = "event.dispatch"  # a domain event to fan out (market/services/events.py)
+    EMAIL_SEND = "email.send"  # one email to send through SMTP (or to instance/mail/)
+    WEBHOOK_DELIVER = "webhook.deliver"  # one webhook message to one endpoint
 
 
 class OutboxEvent(Model):
