@@ -10,7 +10,7 @@ from flask import Flask, request
 from flask.wrappers import Response
 from werkzeug.routing import IntegerConverter, Map
 
-from market.errors import DomainError, ValidationFailed
+from market.errors import DomainError, NotFound, ValidationFailed
 
 MAX_JSON_DEPTH = 32
 # The largest value of a primary key (INTEGER on PostgreSQL). A larger id in a path names no
@@ -22,6 +22,14 @@ MAX_ID = 2**31 - 1
 _FORBIDDEN_TEXT = re.compile(
     r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\u202a-\u202e\u2066-\u2069]"
 )
+
+
+def check_id(object_id: int, what: str) -> None:
+    """Ids beyond the database's integer range name nothing: 404, not a driver error."""
+    if not 1 <= object_id <= MAX_ID:
+        raise NotFound(f"{what} not found.")
+
+
 BAD_TEXT = "Contains control, surrogate or bidirectional-override characters."
 
 

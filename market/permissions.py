@@ -20,7 +20,7 @@ from flask_login import current_user
 from sqlalchemy import ColumnElement, false, or_
 
 from market.errors import Forbidden, NotFound, Unauthorized
-from market.models import Organization, OrgStatus, Role, User
+from market.models import Organization, OrgKind, OrgStatus, Role, User
 
 F = TypeVar("F", bound=Callable[..., Any])
 PUBLIC = "public"
@@ -207,3 +207,11 @@ def jurisdiction_condition(
     if not prefixes:
         return false()
     return or_(*(column.startswith(prefix, autoescape=True) for prefix in prefixes))
+
+
+def require_active_org(user: User, kind: OrgKind, doing: str) -> Organization:
+    """The user's verified organization, which must be of ``kind`` (403 with why otherwise)."""
+    org = require_active_organization(user)
+    if org.kind is not kind:
+        raise Forbidden(f"Only users of {kind.value} organizations can {doing}.")
+    return org

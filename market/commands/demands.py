@@ -7,7 +7,7 @@ from datetime import date, datetime
 import click
 from flask.cli import AppGroup
 
-from market.schemas.marketplace import today
+from market.clock import business_today as today
 from market.services.demands import close_expired_demands
 
 demands_cli = AppGroup("demands", help="Demands (RFQs) housekeeping.")

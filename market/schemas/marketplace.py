@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from market import refdata
-from market.clock import business_today
+from market.clock import business_today as today
 from market.database import CENT
+from market.http import MAX_ID
 from market.models import (
     Confirmation,
     DemandState,
@@ -33,8 +34,6 @@ from market.schemas.fields import MAX_AMOUNT, Money
 from market.schemas.ledger import LedgerStatusSchema, SubsidyPreviewSchema
 from market.schemas.search import search_words
 
-# Database integer primary keys; a larger id in a path or body names nothing.
-MAX_ID = 2**31 - 1
 MAX_UNIT_PRICE = Decimal("99999999.99")
 MAX_QUANTITY = 10_000_000
 MAX_REQUIRED_STANDARDS = 10
@@ -48,12 +47,6 @@ MAX_RADIUS_KM = 500
 _MARKUP = re.compile(r"<\s*/?\s*[A-Za-z!?][^>]*>")
 _REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_/.\-]*$")
 _UNIT = re.compile(r"^[^\s<>].*$")
-
-
-def today() -> date:
-    """The date every "not in the past" rule of the marketplace is checked against: the
-    business date in Asia/Shanghai (``market.clock``), never the server's local date."""
-    return business_today()
 
 
 # --- fields -------------------------------------------------------------------------------------

@@ -12,15 +12,18 @@ open demands and the ones they have quoted on; anyone else gets a 404.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import selectinload
 
+from market.clock import business_today as today
+from market.clock import utcnow as now
 from market.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from market.extensions import db
+from market.http import check_id
 from market.models import (
     Demand,
     DemandState,
@@ -34,10 +37,9 @@ from market.models import (
 from market.permissions import (
     auditor_city_prefixes,
     jurisdiction_condition,
-    require_active_organization,
+    require_active_org,
 )
-from market.schemas.marketplace import MAX_ID, today
-from market.services.pagination import Page, paginate
+from market.services.pagination import Page, order_by, paginate
 from market.services.unit_of_work import commit
 from search.database import text_conditions
 from search.text import parse_query
@@ -69,37 +71,6 @@ _SORT_COLUMNS: Mapping[str, Any] = {
     "created_at": Demand.created_at,
     "need_by": Demand.need_by,
 }
-
-
-# --- shared helpers of the marketplace services --------------------------------------------------
-
-
-def require_active_org(user: User, kind: OrgKind, doing: str) -> Organization:
-    """The user's verified organization, which must be of ``kind`` (403 with why otherwise)."""
-    org = require_active_organization(user)
-    if org.kind is not kind:
-        raise Forbidden(f"Only users of {kind.value} organizations can {doing}.")
-    return org
-
-
-def check_id(object_id: int, what: str) -> None:
-    """Ids beyond the database's integer range name nothing: 404, not a driver error."""
-    if not 1 <= object_id <= MAX_ID:
-        raise NotFound(f"{what} not found.")
-
-
-def order_by(sort: str, columns: Mapping[str, Any], tiebreak: Any) -> list[Any]:
-    """``name`` ascending or ``-name`` descending, then ``tiebreak`` in the same direction."""
-    descending = sort.startswith("-")
-    column = columns[sort.removeprefix("-")]
-    keys = [column.desc() if descending else column.asc()]
-    if column is not tiebreak:
-        keys.append(tiebreak.desc() if descending else tiebreak.asc())
-    return keys
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- visibility and state -------------------------------------------------------------------------

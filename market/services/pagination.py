@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,3 +40,13 @@ def paginate(query: Select[Any], page: int, per_page: int, *, rows: bool = False
     result = db.session.execute(window) if rows else db.session.scalars(window)
     items = list(result)
     return Page(items=items, page=page, per_page=per_page, total=total or 0)
+
+
+def order_by(sort: str, columns: Mapping[str, Any], tiebreak: Any) -> list[Any]:
+    """``name`` ascending or ``-name`` descending, then ``tiebreak`` in the same direction."""
+    descending = sort.startswith("-")
+    column = columns[sort.removeprefix("-")]
+    keys = [column.desc() if descending else column.asc()]
+    if column is not tiebreak:
+        keys.append(tiebreak.desc() if descending else tiebreak.asc())
+    return keys

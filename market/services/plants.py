@@ -8,10 +8,11 @@ from sqlalchemy import Select, select
 
 from market.errors import Forbidden, NotFound, ValidationFailed
 from market.extensions import db
+from market.http import MAX_ID
 from market.models import Organization, OrgKind, Role, Site, SiteKind, User
 from market.permissions import auditor_city_prefixes, city_in_jurisdiction, jurisdiction_condition
 from market.services.pagination import Page, paginate
-from market.services.suppliers import MAX_ID, check_site_location
+from market.services.suppliers import check_site_location
 from market.services.unit_of_work import commit
 
 READ_ALL = frozenset({Role.ADMIN, Role.AUDITOR})

@@ -36,6 +36,7 @@ from market import ledger
 from market.clock import utcnow
 from market.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from market.extensions import db
+from market.http import check_id
 from market.ledger import SubsidyPreview
 from market.models import (
     Confirmation,
@@ -57,11 +58,10 @@ from market.models import (
     SiteKind,
     User,
 )
-from market.permissions import auditor_city_prefixes, jurisdiction_condition
+from market.permissions import auditor_city_prefixes, jurisdiction_condition, require_active_org
 from market.schemas.marketplace import PurchaseRecordedSchema
 from market.services import idempotency
-from market.services.demands import check_id, order_by, require_active_org
-from market.services.pagination import Page, paginate
+from market.services.pagination import Page, order_by, paginate
 from market.services.unit_of_work import commit, emit, rollback
 
 RECORD_ENDPOINT = "POST /api/v1/purchases"

@@ -19,10 +19,12 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from market.clock import business_today as today
 from market.database import CENT
 from market.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from market.extensions import db
 from market.geo import haversine_km
+from market.http import check_id
 from market.models import (
     CertStatus,
     Demand,
@@ -38,16 +40,10 @@ from market.models import (
     Site,
     User,
 )
-from market.schemas.marketplace import MAX_AMOUNT, today
-from market.services.demands import (
-    apply_transition,
-    check_id,
-    effective_state,
-    get_visible_demand,
-    order_by,
-    require_active_org,
-)
-from market.services.pagination import Page, paginate
+from market.permissions import require_active_org
+from market.schemas.fields import MAX_AMOUNT
+from market.services.demands import apply_transition, effective_state, get_visible_demand
+from market.services.pagination import Page, order_by, paginate
 from market.services.purchases import (
     PurchaseView,
     add_purchase,

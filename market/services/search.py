@@ -24,6 +24,7 @@ from market import refdata
 from market.clock import business_today
 from market.errors import NotFound, ServiceUnavailable, ValidationFailed
 from market.extensions import db
+from market.http import MAX_ID
 from market.models import Demand, Organization, OrgKind, OrgStatus, Role, User
 from market.permissions import auditor_city_prefixes, city_in_jurisdiction
 from market.services.pagination import Page
@@ -41,14 +42,8 @@ from search.database import DatabaseSearchBackend
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_MAX_ID = 2**31 - 1  # ids are 32-bit integers; a larger one cannot exist
 _MAX_TIER_WEIGHT = 1000.0
 _database = DatabaseSearchBackend()
-
-
-def today() -> date:
-    """The date certifications are checked against: the Asia/Shanghai business date."""
-    return business_today()
 
 
 def demand_matches(user: User, demand_id: int, page: int, per_page: int) -> dict[str, Any]:
@@ -57,7 +52,7 @@ def demand_matches(user: User, demand_id: int, page: int, per_page: int) -> dict
     demand = _readable_demand(user, demand_id)
     _check_window(page, per_page)
     fact = _demand_fact(demand)
-    on = today()
+    on = business_today()
     result, degraded = _answer(lambda backend: backend.match(fact, on, page, per_page))
     hits = _still_visible(result.hits)
     total = result.total - (len(result.hits) - len(hits))
@@ -85,7 +80,7 @@ def supplier_search(user: User, args: dict[str, Any]) -> dict[str, Any]:
         city_code=args.get("city"),
         specialized=args.get("specialized"),
     )
-    on = today()
+    on = business_today()
     result, degraded = _answer(lambda backend: backend.search(query, on, page, per_page))
     hits = _still_visible(result.hits)
     total = result.total - (len(result.hits) - len(hits))
@@ -106,7 +101,7 @@ def supplier_search(user: User, args: dict[str, Any]) -> dict[str, Any]:
 def _readable_demand(user: User, demand_id: int) -> Demand:
     demand = (
         db.session.get(Demand, demand_id, options=[joinedload(Demand.plant)])
-        if 0 < demand_id <= _MAX_ID
+        if 0 < demand_id <= MAX_ID
         else None
     )
     if demand is None:

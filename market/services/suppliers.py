@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from market import geo, refdata
 from market.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from market.extensions import db
+from market.http import MAX_ID
 from market.models import (
     Capability,
     Certification,
@@ -34,8 +35,6 @@ from market.models import (
 )
 from market.services.pagination import Page, paginate
 from market.services.unit_of_work import commit, emit
-
-MAX_ID = 2**31 - 1  # ids are 32-bit integers; a larger path id names nothing (404, not a 500)
 
 PROFILE_FIELDS = (
     "tier",
