@@ -40,7 +40,7 @@ from market.models.notifications import Notification, NotificationKind
 from market.models.outbox import OutboxEvent, OutboxStatus, OutboxTopic
 from market.models.suppliers import Capability, Certification, CertStatus, Site, SiteKind
 
-search_tokens.register()
+search_tokens.register(Organization, Demand)
 
 __all__ = [
     "ApiToken",

@@ -8,6 +8,7 @@ rows stay pending and the sweeper enqueues them later.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from market.extensions import db
@@ -35,9 +36,20 @@ def commit() -> None:
         session.rollback()
         raise
     if topics:
-        from workers.outbox import publish
+        if _publisher is None:
+            raise RuntimeError("No outbox publisher: create_app wires workers.outbox.publish.")
+        _publisher(list(topics), topics)
 
-        publish(list(topics), topics)
+
+Publisher = Callable[[list[int], Mapping[int, OutboxTopic]], None]
+_publisher: Publisher | None = None
+
+
+def set_publisher(publisher: Publisher) -> None:
+    """Set what runs the committed outbox rows' jobs (``workers.outbox.publish``, wired by
+    ``create_app``: this layer does not import the workers)."""
+    global _publisher
+    _publisher = publisher
 
 
 def rollback() -> None:
