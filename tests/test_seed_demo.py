@@ -8,34 +8,44 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from market import geo, refdata, uscc
+from market import geo, ledger, refdata, uscc
 from market.clock import business_today
+from market.demo import (
+    DEMO_PASSWORD,
+    demo_uscc,
+    is_demo_uscc,
+    seed_demo,
+)
+from market.errors import Conflict
 from market.models import (
     Capability,
     Certification,
     CertStatus,
+    DeclaredBaseline,
     Demand,
     DemandState,
+    EntryKind,
+    LedgerEntry,
     Organization,
     OrgKind,
     OrgStatus,
     OutboxEvent,
+    OutboxStatus,
+    OutboxTopic,
+    Purchase,
+    PurchaseParty,
+    PurchaseStatus,
     Role,
     Site,
     User,
 )
 from market.passwords import verify_password
 from market.schemas.suppliers import city_code_errors
-from market.services.demo import (
-    DEMO_PASSWORD,
-    demo_uscc,
-    is_demo_uscc,
-    seed_demo,
-)
 from market.services.suppliers import certification_levels, check_site_location
 from tests import factories
 
 SIZE = 30
+LEDGER_TOPICS = {OutboxTopic.LEDGER_RECORD, OutboxTopic.LEDGER_REVERSE, OutboxTopic.LEDGER_REBASE}
 
 
 def count(session, model, *where) -> int:
@@ -162,13 +172,18 @@ def test_seed_demo_builds_a_plausible_world(app, db_session):
     assert buyer_org.kind is OrgKind.OEM
     assert supplier_org.kind is OrgKind.SUPPLIER and supplier_org.status is OrgStatus.ACTIVE
 
-    # Bulk seeding skips the outbox; a reindex indexes everything.
-    assert count(db_session, OutboxEvent) == outbox
+    # Bulk seeding skips the outbox (a reindex indexes everything); the demo buyer's business
+    # went through the services, so its ledger rows are there, all done by the time it ended.
+    added = db_session.scalars(select(OutboxEvent).order_by(OutboxEvent.id).offset(outbox)).all()
+    assert added and {row.topic for row in added} <= LEDGER_TOPICS
+    assert {row.status for row in added} == {OutboxStatus.DONE}
+    assert "near-shore" in result.stdout and "cancelled" in result.stdout
 
 
 def test_same_seed_same_world_and_reset_replaces_it(app, db_session):
+    """A world without purchases (nothing in the ledger) can be replaced."""
     real = factories.make_org(OrgKind.SUPPLIER)  # someone else's data survives --reset
-    first = seed_demo(size=12, seed=3)
+    first = seed_demo(size=12, seed=3, purchases=False)
     snapshot = lambda: sorted(  # noqa: E731
         (o.uscc, o.legal_name, o.tier, o.city_code)
         for o in db_session.scalars(select(Organization)).all()
@@ -183,7 +198,7 @@ def test_same_seed_same_world_and_reset_replaces_it(app, db_session):
     result = app.test_cli_runner().invoke(args=["seed-demo", "--size", "12", "--seed", "3"])
     assert result.exit_code != 0 and "--reset" in result.output  # refuses to double up
 
-    again = seed_demo(size=12, seed=3, reset=True)
+    again = seed_demo(size=12, seed=3, reset=True, purchases=False)
     db_session.expire_all()
     assert snapshot() == world
     assert sites == sorted(
@@ -195,9 +210,92 @@ def test_same_seed_same_world_and_reset_replaces_it(app, db_session):
     assert db_session.get(Organization, real.id) is not None
     assert count(db_session, User, User.email == "admin@demo.test") == 1
 
-    seed_demo(size=12, seed=4, reset=True)
+    seed_demo(size=12, seed=4, reset=True, purchases=False)
     db_session.expire_all()
     assert snapshot() != world
+
+
+def test_the_demo_buyer_has_confirmed_purchases_a_baseline_and_a_verified_ledger(db_session):
+    ledger.ensure_default_policy()  # a committed_db test before may have emptied the table
+    summary = seed_demo(size=12, seed=5)
+    buyer = db_session.scalar(select(User).where(User.email == "buyer@demo.test"))
+    oem = buyer.organization_id
+    previous = business_today().year - 1
+    purchases = db_session.scalars(select(Purchase).where(Purchase.oem_org_id == oem)).all()
+    assert {p.purchased_on.year for p in purchases} == {previous, previous + 1}
+    # Each confirmed by the other party than the one that recorded it.
+    for purchase in purchases:
+        confirmer = db_session.get(User, purchase.confirmed_by_id)
+        assert confirmer.role is (
+            Role.SUPPLIER if purchase.created_by_party is PurchaseParty.OEM else Role.BUYER
+        )
+    [cancelled] = [p for p in purchases if p.status is PurchaseStatus.CANCELLED]
+    assert {p.status for p in purchases} == {PurchaseStatus.CONFIRMED, PurchaseStatus.CANCELLED}
+
+    entries = db_session.scalars(
+        select(LedgerEntry).where(LedgerEntry.oem_org_id == oem).order_by(LedgerEntry.seq)
+    ).all()
+    records = [e for e in entries if e.kind is EntryKind.RECORD]
+    assert {e.purchase_id for e in records} == {p.id for p in purchases}
+    near = [e for e in records if e.near_shore]
+    far = [e for e in records if not e.near_shore]
+    assert len(near) >= 3 and far
+    assert {e.reason_code for e in far} <= {"TOO_FAR", "OUT_OF_PROVINCE"}
+    assert all(e.supplier_city_code.startswith("44") for e in near)
+    assert all(e.distance_km <= 200 for e in near)
+    [reversal] = [e for e in entries if e.kind is EntryKind.REVERSAL]
+    assert reversal.purchase_id == cancelled.id
+    assert (summary.near_shore, summary.not_near_shore, summary.cancelled) == (
+        len(near),
+        len(far),
+        1,
+    )
+
+    # The declared baseline: the previous year's subsidy is due, not held.
+    baseline = db_session.scalar(select(DeclaredBaseline).where(DeclaredBaseline.oem_org_id == oem))
+    assert baseline.year == previous - 1 and baseline.amount > 0
+    last_of_previous = [e for e in entries if e.year == previous][-1]
+    assert last_of_previous.held is False and last_of_previous.baseline == baseline.amount
+    assert last_of_previous.subsidy_total > 0
+    assert summary.previous_year_subsidy == last_of_previous.subsidy_total
+    assert ledger.verify_chain().ok
+
+    # The ledger is never deleted from: --reset refuses and names --fresh; nothing changed.
+    size = count(db_session, LedgerEntry)
+    with pytest.raises(Conflict, match="--fresh"):
+        seed_demo(size=12, seed=5, reset=True)
+    db_session.rollback()
+    assert count(db_session, LedgerEntry) == size
+    assert count(db_session, User, User.email == "buyer@demo.test") == 1
+
+
+def test_the_same_seed_makes_the_same_purchases(app, tmp_path):
+    """Two databases, one seed: the same purchases, the same ledger figures."""
+    from flask_migrate import upgrade
+
+    from market.extensions import db
+    from tests.conftest import make_test_app
+
+    worlds = []
+    for name in ("one", "two"):
+        other = make_test_app(f"sqlite:///{tmp_path / name}.db")
+        with other.app_context():
+            upgrade(directory=other.extensions["migrate"].directory)
+            seed_demo(size=4, seed=8)
+            worlds.append(
+                db.session.execute(
+                    select(
+                        LedgerEntry.kind,
+                        LedgerEntry.purchased_on,
+                        LedgerEntry.amount,
+                        LedgerEntry.reason_code,
+                        LedgerEntry.subsidy,
+                    ).order_by(LedgerEntry.seq)
+                ).all()
+            )
+            db.session.remove()
+            db.engine.dispose()
+    assert worlds[0] and worlds[0] == worlds[1]
 
 
 def test_revoked_certifications_appear_in_a_bigger_world(db_session):
@@ -211,7 +309,7 @@ def test_the_summary_advises_a_reindex_only_with_elasticsearch(
     app, database_url, elasticsearch_url, capsys
 ):
     from market.commands.demo import _report
-    from market.services.demo import DemoSummary
+    from market.demo import DemoSummary
     from tests.conftest import make_test_app
 
     es_app = make_test_app(database_url, ELASTICSEARCH_URL=elasticsearch_url)

@@ -14,10 +14,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from market.commands.progress import progress_bar
+from market.demo import DEMO_PASSWORD, DemoSummary, seed_demo
 from market.errors import DomainError
 from market.extensions import db
 from market.i18n import say
-from market.services.demo import DEMO_PASSWORD, DemoSummary, seed_demo
 from search.current import search_backend
 
 
@@ -39,14 +39,23 @@ from search.current import search_backend
     help="Build the demo in a new, empty database (the current one is kept) and say where.",
 )
 @click.option(
+    "--no-purchases",
+    is_flag=True,
+    help="No purchases, baseline or claim: nothing enters the ledger, so --reset can replace "
+    "the world later (a world with ledger entries needs --fresh: the ledger is never deleted).",
+)
+@click.option(
     "--password",
     default=DEMO_PASSWORD,
     show_default=True,
     help="Password of every demo user.",
 )
 @with_appcontext
-def seed_demo_command(size: int, seed: int, reset: bool, fresh: bool, password: str) -> None:
-    """Seed OEM plants, SIZE fictional suppliers, open demands and demo users."""
+def seed_demo_command(
+    size: int, seed: int, reset: bool, fresh: bool, no_purchases: bool, password: str
+) -> None:
+    """Seed OEM plants, SIZE fictional suppliers, open demands, demo users, and the demo
+    buyer's purchases, baseline and claim."""
     if fresh and reset:
         raise click.UsageError("--fresh builds a new database: there is nothing to reset.")
     if fresh:
@@ -54,16 +63,21 @@ def seed_demo_command(size: int, seed: int, reset: bool, fresh: bool, password: 
         click.echo(where.message)
         if where.other_app is not None:  # PostgreSQL: the new database has its own engine
             with where.other_app.app_context():
-                _seed_and_report(size, seed, reset, password)
+                _seed_and_report(size, seed, reset, password, not no_purchases)
             return
-    _seed_and_report(size, seed, reset, password)
+    _seed_and_report(size, seed, reset, password, not no_purchases)
 
 
-def _seed_and_report(size: int, seed: int, reset: bool, password: str) -> None:
+def _seed_and_report(size: int, seed: int, reset: bool, password: str, purchases: bool) -> None:
     try:
         with progress_bar(size, "Seeding suppliers") as advance:
             summary = seed_demo(
-                size=size, seed=seed, reset=reset, password=password, progress=advance
+                size=size,
+                seed=seed,
+                reset=reset,
+                password=password,
+                purchases=purchases,
+                progress=advance,
             )
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
@@ -87,6 +101,7 @@ def _report(summary: DemoSummary) -> None:
             demands=summary.demands,
         )
     )
+    _report_business(summary)
     click.echo(say("Demo users (password: %(password)s):", password=summary.password))
     for user in summary.users:
         where = f"  {user.organization}" if user.organization else ""
@@ -94,6 +109,34 @@ def _report(summary: DemoSummary) -> None:
     # The database search backend (the embedded default) reads the tables themselves.
     if search_backend().name == "elasticsearch":
         click.echo(say("Nothing was sent to the search index: run `flask search reindex` next."))
+
+
+def _report_business(summary: DemoSummary) -> None:
+    """The demo buyer's purchases in the ledger, the baseline and the claim (if any)."""
+    if summary.buyer_organization is None:
+        return
+    click.echo(
+        say(
+            "%(buyer)s: %(near)s near-shore and %(far)s other confirmed purchases in the ledger, "
+            "%(cancelled)s cancelled (reversed); baseline declared for %(baseline_year)s; "
+            "subsidy of %(year)s: %(subsidy)s CNY.",
+            buyer=summary.buyer_organization,
+            near=summary.near_shore,
+            far=summary.not_near_shore,
+            cancelled=summary.cancelled,
+            baseline_year=summary.baseline_year,
+            year=summary.previous_year,
+            subsidy=summary.previous_year_subsidy,
+        )
+    )
+    if summary.claim_id is not None:
+        click.echo(
+            say(
+                "Claim %(id)s for %(year)s submitted: auditor@demo.test can review it.",
+                id=summary.claim_id,
+                year=summary.previous_year,
+            )
+        )
 
 
 @dataclass
