@@ -150,7 +150,12 @@ def normalise_topics(topics: list[str]) -> list[str]:
 
 
 def endpoint_create(
-    actor: User, *, url: str, topics: list[str], description: str | None, enabled: bool = True
+    actor: User,
+    *,
+    url: str,
+    topics: list[str],
+    description: str | None = None,
+    enabled: bool = True,
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint of the actor's organisation, and its secret (returned this once)."""
     organization_id = _organization_of(actor, manage=True)
