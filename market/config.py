@@ -65,6 +65,8 @@ class Config:
     WEBHOOK_RETRY_MAX_SECONDS = float(_env("WEBHOOK_RETRY_MAX_SECONDS", "21600") or 21600)
     WEBHOOK_DISABLE_AFTER_FAILURES = int(_env("WEBHOOK_DISABLE_AFTER_FAILURES", "8") or 8)
     WEBHOOK_SECRET_GRACE_HOURS = float(_env("WEBHOOK_SECRET_GRACE_HOURS", "24") or 24)
+    # CA certificates receivers' TLS certificates are checked against (unset: the system's).
+    WEBHOOK_CA_BUNDLE = _env("WEBHOOK_CA_BUNDLE")
     # Production refuses receivers on private, loopback, link-local ... addresses (SSRF) and
     # plain http; the embedded default and tests allow both (receivers on this machine).
     WEBHOOK_ALLOW_PRIVATE_ADDRESSES = _env("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "0") == "1"

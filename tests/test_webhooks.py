@@ -8,6 +8,7 @@ import ipaddress
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ from market.services.unit_of_work import commit
 from market.services.webhook_urls import is_forbidden
 from tests import factories
 from tests.timing import scaled
-from tests.webhook_receiver import HUGE_BODY_BYTES, Receiver, free_port
+from tests.webhook_receiver import HUGE_BODY_BYTES, Receiver, free_port, self_signed
 from workers.outbox import sweep_outbox
 
 API = "/api/v1/webhooks"
@@ -355,6 +356,32 @@ def test_after_rotation_both_secrets_verify_until_the_grace_ends(client, admin, 
     Webhook(new).verify(message.body, headers_of(message))
     with pytest.raises(WebhookVerificationError):
         Webhook(old).verify(message.body, headers_of(message))
+
+
+def test_https_goes_to_the_checked_address_with_the_host_name_verified(
+    app, client, admin, monkeypatch, tmp_path
+):
+    """The connection is pinned to the resolved address, yet TLS checks the URL's host name:
+    a certificate for that name passes, one for another name fails."""
+    good = self_signed(tmp_path, "localhost")
+    other = self_signed(tmp_path, "elsewhere.test")
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(Path(good[0]).read_text() + Path(other[0]).read_text())
+    monkeypatch.setitem(app.config, "WEBHOOK_CA_BUNDLE", str(bundle))
+    monkeypatch.setitem(app.config, "WEBHOOK_REQUIRE_HTTPS", True)
+    right, wrong = Receiver(tls=good).start(), Receiver(tls=other).start()
+    try:
+        ok = register(client, admin, right.https_url("localhost"))
+        bad = register(client, admin, wrong.https_url("localhost"))
+        announce(admin.organization_id)
+        assert deliveries(ok["id"])[0].status is DeliveryStatus.DELIVERED
+        Webhook(ok["secret"]).verify(right.received[0].body, headers_of(right.received[0]))
+        (failed,) = deliveries(bad["id"])
+        assert failed.status is DeliveryStatus.PENDING and "SSL" in (failed.last_error or "")
+        assert wrong.received == []
+    finally:
+        right.stop()
+        wrong.stop()
 
 
 # --- URLs and SSRF ----------------------------------------------------------------------------

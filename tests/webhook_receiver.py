@@ -5,10 +5,13 @@ same port."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 HUGE_BODY_BYTES = 20 * 1024 * 1024
@@ -28,6 +31,7 @@ class Receiver:
     port: int = 0
     behaviour: str = "ok"
     slow_seconds: float = 5.0
+    tls: tuple[str, str] | None = None  # (certificate file, key file): serve https
     received: list[Received] = field(default_factory=list)
     huge_bytes_sent: int = 0
     huge_done: threading.Event = field(default_factory=threading.Event)
@@ -38,6 +42,9 @@ class Receiver:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
+
+    def https_url(self, host: str = "localhost") -> str:
+        return f"https://{host}:{self.port}/hook"
 
     def start(self) -> Receiver:
         receiver = self
@@ -56,6 +63,10 @@ class Receiver:
                 receiver.answer(self)
 
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
@@ -116,3 +127,37 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def self_signed(directory: Path, name: str) -> tuple[str, str]:
+    """A certificate for ``name`` (also its CA: add it to WEBHOOK_CA_BUNDLE) and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_file), str(key_file)

@@ -16,6 +16,7 @@ import time
 
 from flask import current_app
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Timeout
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from market.clock import utcnow
 from market.extensions import db
@@ -25,6 +26,7 @@ from market.services.events import Event, sink
 from workers.outbox import handles
 
 USER_AGENT = "StrongChain-Webhooks/1"
+MAX_ADDRESSES = 3  # of a host's addresses, tried in turn when a connection cannot be made
 
 
 @sink("webhooks")
@@ -45,25 +47,24 @@ def deliver_webhook(row: OutboxEvent) -> None:
     webhooks.record_attempt(delivery, send(delivery))
 
 
-def _pool(target: webhook_urls.Target) -> HTTPConnectionPool:
+def _pool(target: webhook_urls.Target, address: str) -> HTTPConnectionPool:
     config = current_app.config
     timeout = Timeout(
         connect=config["WEBHOOK_CONNECT_TIMEOUT"], read=config["WEBHOOK_READ_TIMEOUT"]
     )
     if target.scheme == "https":
         return HTTPSConnectionPool(
-            target.address,
+            address,
             target.port,
             timeout=timeout,
             retries=False,
             maxsize=1,
             cert_reqs="CERT_REQUIRED",
+            ca_certs=config.get("WEBHOOK_CA_BUNDLE"),
             server_hostname=target.host,
             assert_hostname=target.host,
         )
-    return HTTPConnectionPool(
-        target.address, target.port, timeout=timeout, retries=False, maxsize=1
-    )
+    return HTTPConnectionPool(address, target.port, timeout=timeout, retries=False, maxsize=1)
 
 
 def _headers(delivery: WebhookDelivery, target: webhook_urls.Target) -> dict[str, str]:
@@ -88,44 +89,55 @@ def send(delivery: WebhookDelivery) -> webhooks.Outcome:
     """One attempt; every network or receiver failure becomes an unsuccessful outcome."""
     config = current_app.config
     started = time.monotonic()
-    status: int | None = None
-    excerpt: str | None = None
     try:
         target = webhook_urls.target(
             delivery.endpoint.url,
             require_https=config["WEBHOOK_REQUIRE_HTTPS"],
             allow_private=config["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"],
         )
-        pool = _pool(target)
-        try:
-            response = pool.urlopen(
-                "POST",
-                target.path,
-                body=delivery.body.encode(),
-                headers=_headers(delivery, target),
-                redirect=False,
-                retries=False,
-                preload_content=False,
-                decode_content=False,
-                assert_same_host=False,
-            )
-            try:
-                status = response.status
-                raw = response.read(webhooks.EXCERPT_BYTES, decode_content=False)
-                excerpt = raw.decode("utf-8", errors="replace") if raw else None
-            finally:
-                response.close()  # the rest of a long answer is never read
-        finally:
-            pool.close()
     except webhook_urls.UnsafeUrl as exc:
-        return _outcome(started, status, f"Refused: {exc}", excerpt)
-    except Exception as exc:  # the receiver's fault, whatever it is: logged and retried
-        return _outcome(started, status, f"{type(exc).__name__}: {exc}", excerpt)
-    if status is not None and 200 <= status < 300:
-        return _outcome(started, status, None, excerpt)
-    if status is not None and 300 <= status < 400:
-        return _outcome(started, status, f"HTTP {status}: redirects are not followed", excerpt)
-    return _outcome(started, status, f"HTTP {status}", excerpt)
+        return _outcome(started, None, f"Refused: {exc}", None)
+    error: Exception | None = None
+    for address in target.addresses[:MAX_ADDRESSES]:
+        try:
+            status, excerpt = _post(delivery, target, address)
+        except (NewConnectionError, ConnectTimeoutError) as exc:
+            error = exc  # the host's next address, if it has one
+            continue
+        except Exception as exc:  # the receiver's fault, whatever it is: logged and retried
+            return _outcome(started, None, f"{type(exc).__name__}: {exc}", None)
+        if 200 <= status < 300:
+            return _outcome(started, status, None, excerpt)
+        if 300 <= status < 400:
+            return _outcome(started, status, f"HTTP {status}: redirects are not followed", excerpt)
+        return _outcome(started, status, f"HTTP {status}", excerpt)
+    return _outcome(started, None, f"{type(error).__name__}: {error}", None)
+
+
+def _post(
+    delivery: WebhookDelivery, target: webhook_urls.Target, address: str
+) -> tuple[int, str | None]:
+    """POST to ``address``; the status and the answer's first bytes (the rest is not read)."""
+    pool = _pool(target, address)
+    try:
+        response = pool.urlopen(
+            "POST",
+            target.path,
+            body=delivery.body.encode(),
+            headers=_headers(delivery, target),
+            redirect=False,
+            retries=False,
+            preload_content=False,
+            decode_content=False,
+            assert_same_host=False,
+        )
+        try:
+            raw = response.read(webhooks.EXCERPT_BYTES, decode_content=False)
+            return response.status, raw.decode("utf-8", errors="replace") if raw else None
+        finally:
+            response.close()  # the rest of a long answer is never read
+    finally:
+        pool.close()
 
 
 def _outcome(

@@ -35,7 +35,7 @@ class Target:
     host: str  # as written (the Host header, TLS server name)
     port: int
     path: str  # path and query
-    address: str  # the checked IP address to connect to
+    addresses: tuple[str, ...]  # the checked IP addresses to connect to, in DNS order
 
 
 def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
@@ -132,4 +132,4 @@ def target(url: str, *, require_https: bool, allow_private: bool) -> Target:
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
-    return Target(parts.scheme, host, port, path, str(addresses[0]))
+    return Target(parts.scheme, host, port, path, tuple(str(a) for a in addresses))

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from standardwebhooks import Webhook
 
 from market.clock import utcnow
@@ -436,7 +437,11 @@ def delivery_list(
 ) -> Page:
     """An endpoint's deliveries, newest event first, each with its attempts."""
     endpoint = _own_endpoint(actor, endpoint_id, manage=False)
-    query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
+    query = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.endpoint_id == endpoint.id)
+        .options(selectinload(WebhookDelivery.attempt_log))
+    )
     if status is not None:
         query = query.where(WebhookDelivery.status == status)
     return paginate(query.order_by(WebhookDelivery.event_id.desc()), page, per_page)
