@@ -423,6 +423,8 @@ def test_production_refuses_internal_addresses(client, admin, production, url):
         ("https://example.com/a b", False),
         ("https://example.com:99999/", False),
         ("javascript:alert(1)", False),
+        ("https://exa\u202emple.com/hook", False),
+        ("https://例子.测试/hook", False),
         ("http://93.184.215.14/hook", True),
     ],
 )
@@ -503,3 +505,18 @@ def test_unknown_topics_and_fields_are_422(client, admin, receiver):
         headers=factories.auth(admin),
     )
     assert response.status_code == 422 and "secret" in response.get_json()["error"]["fields"]
+
+
+def test_url_messages_are_translated(client, admin):
+    response = client.post(
+        f"{API}/endpoints",
+        json={"url": "ftp://example.com/", "topics": ["*"]},
+        headers=factories.auth(admin) | {"Accept-Language": "zh-CN"},
+    )
+    assert response.get_json()["error"]["fields"]["url"] == ["必须是 http 或 https URL。"]
+
+
+def test_ids_beyond_the_range_are_404(client, admin):
+    headers = factories.auth(admin)
+    assert client.get(f"{API}/endpoints/{2**40}", headers=headers).status_code == 404
+    assert client.post(f"{API}/deliveries/{2**40}/redeliver", headers=headers).status_code == 404

@@ -74,6 +74,11 @@ def parse(url: str, *, require_https: bool) -> SplitResult:
         raise UnsafeUrl(f"Must be at most {MAX_URL_LENGTH} characters.")
     if any(ord(char) <= 32 or ord(char) == 127 for char in url):
         raise UnsafeUrl("Must not contain spaces or control characters.")
+    if not url.isascii():
+        raise UnsafeUrl(
+            "Must be ASCII: write an international host name in punycode (xn--...) and "
+            "other characters as %XX."
+        )
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port

@@ -307,13 +307,18 @@ def _queue_now(delivery: WebhookDelivery) -> None:
 
 
 def _queue_at(delivery: WebhookDelivery, due: datetime) -> None:
-    """An outbox row the sweeper takes at ``due`` (not published now; see the module doc)."""
+    """An outbox row the sweeper takes at ``due`` (not published now; see the module doc).
+
+    It carries the last attempt's error, so the admins' outbox listing says why it waits.
+    """
     stale = timedelta(seconds=current_app.config["OUTBOX_STALE_SECONDS"])
     row = OutboxEvent(
         topic=OutboxTopic.WEBHOOK_DELIVER,
         aggregate_id=delivery.id,
         payload={"event_id": delivery.event_id},
         enqueued_at=due - stale,
+        last_error=f"attempt {delivery.attempts} failed: {delivery.last_error}"[:2000],
+        worker_note=f"webhook retry due at {due.isoformat(timespec='seconds')}",
     )
     db.session.add(row)
     db.session.flush()
