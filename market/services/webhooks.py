@@ -399,7 +399,13 @@ def retry_delay(failures: int) -> float:
 def record_attempt(delivery: WebhookDelivery, outcome: Outcome) -> None:
     """Log an attempt; deliver, schedule the next try, or give up and disable the endpoint."""
     now = utcnow()
-    endpoint = delivery.endpoint
+    # Locked, and read afresh, only now that the request is over: attempts of one endpoint in
+    # parallel jobs count its streak exactly and disable (and announce) it once.
+    endpoint = db.session.get(
+        WebhookEndpoint, delivery.endpoint_id, with_for_update=True, populate_existing=True
+    )
+    if endpoint is None:  # deleted while the request was under way: its log went with it
+        return
     db.session.add(
         WebhookAttempt(
             delivery_id=delivery.id,
@@ -421,6 +427,9 @@ def record_attempt(delivery: WebhookDelivery, outcome: Outcome) -> None:
         return
     delivery.attempts += 1
     endpoint.failure_streak += 1
+    if not endpoint.enabled:  # disabled while this attempt was under way
+        give_up(delivery)
+        return
     limit = current_app.config["WEBHOOK_DISABLE_AFTER_FAILURES"]
     if delivery.attempts >= limit:
         give_up(delivery)
