@@ -123,6 +123,15 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
+def check(url: str, *, require_https: bool, allow_private: bool) -> None:
+    """Whether an endpoint may be saved with ``url`` (UnsafeUrl if not). Where private
+    addresses are allowed there is nothing to resolve for; delivery resolves anyway."""
+    if allow_private:
+        parse(url, require_https=require_https)
+    else:
+        target(url, require_https=require_https, allow_private=False)
+
+
 def target(url: str, *, require_https: bool, allow_private: bool) -> Target:
     """Check ``url`` and pick the address to connect to (every address of the host must pass)."""
     parts = parse(url, require_https=require_https)

@@ -133,7 +133,7 @@ def check_url(url: str) -> str:
     """``url`` if a receiver may live there under this deployment's rules; else 422 on ``url``."""
     config = current_app.config
     try:
-        webhook_urls.target(
+        webhook_urls.check(
             url,
             require_https=config["WEBHOOK_REQUIRE_HTTPS"],
             allow_private=config["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"],
