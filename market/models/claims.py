@@ -23,6 +23,7 @@ from sqlalchemy import (
     Numeric,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -81,8 +82,8 @@ class Claim(Model):
             "oem_org_id",
             "year",
             unique=True,
-            postgresql_where=_OPEN_SQL,
-            sqlite_where=_OPEN_SQL,
+            postgresql_where=text(_OPEN_SQL),
+            sqlite_where=text(_OPEN_SQL),
         ),
         Index("ix_claims_oem_org_id_year", "oem_org_id", "year"),
     )

@@ -51,7 +51,7 @@ def outstanding(claim: Claim, request: EvidenceRequest) -> list[tuple[int, str]]
                 EvidenceDocument.claim_id == claim.id,
                 EvidenceDocument.uploaded_at >= request.requested_at,
             )
-        ).tuples()
+        ).all()
     )
     have = {(purchase_id, str(kind)) for purchase_id, kind in handed_in}
     return [(p, k) for p in request.purchase_ids for k in request.kinds if (p, k) not in have]

@@ -135,8 +135,8 @@ def upgrade():
             "uq_claims_open_oem_year",
             ["oem_org_id", "year"],
             unique=True,
-            postgresql_where=OPEN,
-            sqlite_where=OPEN,
+            postgresql_where=sa.text(OPEN),
+            sqlite_where=sa.text(OPEN),
         )
 
     op.create_table(
@@ -344,8 +344,8 @@ def downgrade():
     with op.batch_alter_table("claims", schema=None) as batch_op:
         batch_op.drop_index(
             "uq_claims_open_oem_year",
-            postgresql_where=OPEN,
-            sqlite_where=OPEN,
+            postgresql_where=sa.text(OPEN),
+            sqlite_where=sa.text(OPEN),
         )
         batch_op.drop_index(batch_op.f("ix_claims_parent_id"))
         batch_op.drop_index("ix_claims_oem_org_id_year")
