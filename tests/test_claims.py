@@ -23,9 +23,9 @@ import pytest
 from sqlalchemy import func, select, text
 
 from market import ledger
-from market.ledger import checkpoints
 from market.clock import business_year
 from market.extensions import db
+from market.ledger import checkpoints
 from market.models import (
     AuditLogEntry,
     Claim,
@@ -129,7 +129,7 @@ def under_review(client, w):
 
 def test_a_claim_from_filing_to_a_supplementary_claim_over_http(client, world):
     w, buyer, auditor = world, world["buyer"], world["auditor"]
-    p1, p2, p3, p4 = w["p"]
+    p1, p2, p3, _far = w["p"]
     # File and submit: the figures are frozen, covered by a signed checkpoint.
     draft = ok(client.post("/api/v1/claims", json={"year": Y}, headers=buyer), 201)
     assert (draft["state"], draft["kind"], draft["checkpoint_size"]) == ("draft", "primary", None)
@@ -464,10 +464,9 @@ def test_one_open_claim_per_oem_and_year(client, world):
     twin = Claim(
         oem_org_id=world["oem"].id, year=Y, kind=ClaimKind.PRIMARY, state=ClaimState.SUBMITTED
     )
-    with pytest.raises(Exception, match="(?i)unique"):
-        with db.session.begin_nested():
-            db.session.add(twin)
-            db.session.flush()
+    with pytest.raises(Exception, match=r"(?i)unique"), db.session.begin_nested():
+        db.session.add(twin)
+        db.session.flush()
     # Another year is another claim.
     ok(client.post("/api/v1/claims", json={"year": Y - 1}, headers=world["buyer"]), 201)
     assert first["state"] == "draft"
@@ -536,7 +535,7 @@ def test_the_claim_history_is_insert_only_for_the_application(client, world, sta
         )
     )
     ok(upload(client, claim_id, world["buyer"], world["p"][0], minimal_pdf()), 201)
-    with pytest.raises(Exception, match="(?i)append-only|permission denied"):
-        with db.session.begin_nested():
-            db.session.execute(text(statement))
+    refused = pytest.raises(Exception, match=r"(?i)append-only|permission denied")
+    with refused, db.session.begin_nested():
+        db.session.execute(text(statement))
     assert db.session.scalar(select(func.count()).select_from(EvidenceDocument)) == 1

@@ -17,6 +17,7 @@ from decimal import Decimal
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Enum,
     ForeignKey,
     Index,
     LargeBinary,
@@ -140,7 +141,18 @@ class ClaimTransition(Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id"), index=True)
-    from_state: Mapped[ClaimState | None]
+    # Its own type name: two columns of one enum type would give two CHECKs one name.
+    from_state: Mapped[ClaimState | None] = mapped_column(
+        Enum(
+            ClaimState,
+            name="fromclaimstate",
+            native_enum=False,
+            create_constraint=True,
+            validate_strings=True,
+            length=24,
+            values_callable=lambda members: [m.value for m in members],
+        )
+    )
     to_state: Mapped[ClaimState]
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     reason: Mapped[str | None] = mapped_column(String(500))

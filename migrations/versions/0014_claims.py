@@ -182,7 +182,7 @@ def upgrade():
                 "approved",
                 "partially_approved",
                 "rejected",
-                name="claimstate",
+                name="fromclaimstate",
                 native_enum=False,
                 create_constraint=True,
                 length=24,
