@@ -60,6 +60,10 @@ def _policy(db_session):
 
 @pytest.fixture
 def world(db_session):
+    return build_world()
+
+
+def build_world():
     """An OEM with a Guangzhou plant, a near supplier (Shenzhen), a far one (Shantou), the
     declared baseline and four purchases of Y in the ledger; buyers, auditors, an admin."""
     oem = factories.make_org(OrgKind.OEM)
