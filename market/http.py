@@ -96,6 +96,9 @@ def accepts_upload(view: F) -> F:
 
 def _is_upload_view() -> bool:
     view = current_app.view_functions.get(request.endpoint or "")
+    view_class = getattr(view, "view_class", None)
+    if view_class is not None:  # a MethodView: the method's handler carries the mark
+        view = getattr(view_class, request.method.lower(), None)
     return bool(getattr(view, "accepts_upload", False))
 
 

@@ -218,42 +218,36 @@ def _read_upload() -> claim_evidence.Upload:
     )
 
 
-@blp.route(
-    "/claims/<int:claim_id>/evidence",
-    methods=["POST"],
-    parameters=[{"in": "path", "name": "claim_id", **CLAIM_ID}],
-)
-@accepts_upload
-@allow(Role.BUYER)
-@blp.doc(requestBody=UPLOAD_BODY)
-@blp.response(201, EvidenceDocumentSchema)
-@blp.alt_response(409, description="The claim is a draft or decided")
-@blp.alt_response(415, description="Not multipart/form-data")
-@blp.alt_response(422, description="Empty, over 10 MB, not PDF/JPEG/PNG, or not a claim purchase")
-def evidence_upload(claim_id: int) -> EvidenceDocument:
-    """Hand in a document for a purchase of your claim (multipart/form-data).
+@_claim_action("/claims/<int:claim_id>/evidence")
+class ClaimEvidence(MethodView):
+    @accepts_upload
+    @allow(Role.BUYER)
+    @blp.doc(requestBody=UPLOAD_BODY)
+    @blp.response(201, EvidenceDocumentSchema)
+    @blp.alt_response(409, description="The claim is a draft or decided")
+    @blp.alt_response(413, description="The request is larger than 10 MB and its form")
+    @blp.alt_response(415, description="Not multipart/form-data")
+    @blp.alt_response(
+        422, description="Empty, over 10 MB, not PDF/JPEG/PNG, or not a claim purchase"
+    )
+    def post(self, claim_id: int) -> EvidenceDocument:
+        """Hand in a document for a purchase of your claim (multipart/form-data).
 
-    Send the fields `purchase_id` and `kind` and the part `file`. The answer shows the
-    detected content type and the SHA-256 of the stored bytes.
-    """
-    user = actor()
-    claims.find_claim(user, claim_id)  # 404 before the body is judged
-    return claim_evidence.evidence_upload(user, claim_id, _read_upload())
+        Send the fields `purchase_id` and `kind` and the part `file`. The answer shows the
+        detected content type and the SHA-256 of the stored bytes.
+        """
+        user = actor()
+        claims.find_claim(user, claim_id)  # 404 before the body is judged
+        return claim_evidence.evidence_upload(user, claim_id, _read_upload())
 
+    @allow(*READERS)
+    @blp.response(200, EvidenceListSchema)
+    def get(self, claim_id: int) -> dict[str, Any]:
+        """List a claim's documents (metadata and SHA-256; no bytes).
 
-@blp.route(
-    "/claims/<int:claim_id>/evidence",
-    methods=["GET"],
-    parameters=[{"in": "path", "name": "claim_id", **CLAIM_ID}],
-)
-@allow(*READERS)
-@blp.response(200, EvidenceListSchema)
-def evidence_index(claim_id: int) -> dict[str, Any]:
-    """List a claim's documents (metadata and SHA-256; no bytes).
-
-    Oldest first; download one with GET .../evidence/{document_id}.
-    """
-    return {"items": claim_evidence.evidence_list(actor(), claim_id)}
+        Oldest first; download one with GET .../evidence/{document_id}.
+        """
+        return {"items": claim_evidence.evidence_list(actor(), claim_id)}
 
 
 @blp.route(
