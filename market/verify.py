@@ -749,7 +749,8 @@ def _check_evidence(manifest: dict[str, Any], folder: Path, report: Report) -> N
         present = {(hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_size) for p in files}
     except OSError as exc:
         raise VerifyError(f"evidence folder {folder}: cannot be read ({exc.strerror})") from exc
-    index = manifest.get("evidence") if isinstance(manifest.get("evidence"), list) else []
+    listed = manifest.get("evidence")
+    index: list[Any] = listed if isinstance(listed, list) else []
     for item in index:
         if not isinstance(item, dict) or (item.get("sha256"), item.get("size")) not in present:
             name = item.get("filename") if isinstance(item, dict) else item
