@@ -180,12 +180,12 @@ def test_a_ledger_beyond_one_worksheet_is_refused(client, auditor, recorded, mon
     response = client.get("/api/v1/ledger?format=xlsx", headers=auditor)
     assert response.status_code == 422
     assert response.get_json()["error"]["fields"]["format"] == [
-        "More entries than one worksheet holds (1,048,575): narrow the query or use format=csv."
+        "More than 50,000 entries for one XLSX export: narrow the query or use format=csv."
     ]
     chinese = client.get(
         "/api/v1/ledger?format=xlsx", headers={**auditor, "Accept-Language": "zh-CN"}
     )
-    assert chinese.get_json()["error"]["fields"]["format"][0].startswith("条目数超过")
+    assert chinese.get_json()["error"]["fields"]["format"][0].startswith("单次 XLSX 导出最多")
     assert client.get("/api/v1/ledger?format=xlsx&year=2026", headers=auditor).status_code == 422
     assert client.get("/api/v1/ledger?format=xlsx&year=2025", headers=auditor).status_code == 200
 

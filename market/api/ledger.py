@@ -55,9 +55,7 @@ SUMMARY_FORMATS = (
     "The summary; with format=csv: UTF-8 CSV with a BOM, one row per OEM; with format=xlsx: "
     "a workbook, one row per OEM and a 合计 (totals) row"
 )
-TOO_MANY_ROWS = (
-    "More entries than one worksheet holds (1,048,575): narrow the query or use format=csv."
-)
+TOO_MANY_ROWS = "More than 50,000 entries for one XLSX export: narrow the query or use format=csv."
 
 
 def _jurisdiction(user: User) -> tuple[str, ...] | None:
@@ -105,7 +103,8 @@ def ledger_entries(args: dict[str, Any]) -> Any:
 
     The exports hold every matching entry (page and per_page do not apply): CSV streamed,
     UTF-8 with a BOM; XLSX one sheet (台账明细) with Chinese headers and amounts as numbers,
-    refused (422) past Excel's 1,048,575 rows: narrow the query or take the CSV.
+    refused (422) past 50,000 entries (a workbook is built whole): narrow the query or take
+    the CSV, which streams any size.
     """
     filters = _filters(args)
     name = f"ledger-{args['year']}" if args.get("year") else "ledger"

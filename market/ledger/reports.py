@@ -222,7 +222,7 @@ class TooManyRows(ValueError):
 
 def ledger_xlsx(filters: LedgerFilter, *, chunk_rows: int = 500) -> bytes:
     """The filtered ledger as one XLSX sheet (台账明细): the CSV's columns, Chinese headers,
-    amounts as numbers. Raises :class:`TooManyRows` beyond Excel's last row."""
+    amounts as numbers. Raises :class:`TooManyRows` past :data:`sheets.MAX_DATA_ROWS`."""
     count = db.session.scalar(
         select(func.count()).select_from(_entries_query(filters).order_by(None).subquery())
     )
