@@ -42,7 +42,14 @@ class LedgerQuerySchema(PageQuerySchema):
     date_from = fields.Date()
     date_to = fields.Date()
     export_format = fields.String(
-        data_key="format", load_default="json", validate=validate.OneOf(["json", "csv"])
+        data_key="format",
+        load_default="json",
+        validate=validate.OneOf(["json", "csv", "xlsx"]),
+        metadata={
+            "description": "json: pages; csv: every matching entry, UTF-8 with a BOM; xlsx: "
+            "every matching entry in one sheet (台账明细), Chinese headers, amounts as numbers. "
+            "The exports ignore page and per_page."
+        },
     )
 
     @validates_schema
@@ -97,6 +104,18 @@ class SummaryQuerySchema(StrictSchema):
         metadata={"description": "Defaults to the current business year (Asia/Shanghai)."},
     )
     oem = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
+
+
+class SummaryExportQuerySchema(SummaryQuerySchema):
+    export_format = fields.String(
+        data_key="format",
+        load_default="json",
+        validate=validate.OneOf(["json", "csv", "xlsx"]),
+        metadata={
+            "description": "json: the summary document; csv: one row per OEM, UTF-8 with a BOM; "
+            "xlsx: one row per OEM (Chinese headers, amounts as numbers) and a 合计 row."
+        },
+    )
 
 
 class PositionSchema(Schema):

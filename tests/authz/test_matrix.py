@@ -219,7 +219,7 @@ def _call(client: FlaskClient, world: World, rule: Rule, headers: dict[str, str]
 
 def _check(rule: Rule, persona: str, via: str, response: Any, url: str) -> None:
     status = response.status_code
-    body = response.get_data()[:300].decode("utf-8", "replace")  # downloads are bytes
+    body = response.get_data()[:300].decode("utf-8", "replace")  # XLSX exports are bytes
     assert status < 500, f"{rule.method} {url} as {persona} ({via}): {status} {body}"
     if persona == "removed_member":
         # Removal ended its session and revoked its token: it is anonymous now.
