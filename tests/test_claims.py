@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from datetime import date
 from decimal import Decimal
 
@@ -543,3 +544,49 @@ def test_the_claim_history_is_insert_only_for_the_application(client, world, sta
     with refused, db.session.begin_nested():
         db.session.execute(text(statement))
     assert db.session.scalar(select(func.count()).select_from(EvidenceDocument)) == 1
+
+
+# --- the claim package ------------------------------------------------------------------------
+
+
+def _verified(client, headers, claim_id, tmp_path):
+    from market.verify import verify_manifest
+
+    manifest = ok(client.get(f"/api/v1/claims/{claim_id}/manifest.json", headers=headers))
+    key = ok(client.get("/api/v1/ledger/public-key"))["pem"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (tmp_path / "key.pem").write_text(key, encoding="utf-8")
+    report = verify_manifest(tmp_path / "manifest.json", tmp_path / "key.pem")
+    assert report.ok, report.checks
+    return manifest
+
+
+def test_the_claim_package_verifies_offline_for_both_claims(client, world, tmp_path):
+    from openpyxl import load_workbook
+
+    draft = ok(client.post("/api/v1/claims", json={"year": Y}, headers=world["buyer"]), 201)
+    url = f"/api/v1/claims/{draft['id']}"
+    assert client.get(f"{url}/manifest.json", headers=world["auditor"]).status_code == 409
+    ok(client.post(f"{url}/submit", json={}, headers=world["buyer"]))
+    ok(client.post(f"{url}/review", json={}, headers=world["auditor"]))
+    body = {"decision": "reject", "reason": "材料不全"}
+    ok(client.post(f"{url}/decide", json=body, headers=world["auditor"]))
+    manifest = _verified(client, world["auditor"], draft["id"], tmp_path)
+    assert manifest["figures"]["approved_amount"] == "0.00"
+    assert len(manifest["entries"]) == 4  # the year's four entries, the far one included
+    workbook = client.get(f"{url}/package.xlsx", headers=world["buyer"])
+    assert workbook.status_code == 200
+    assert workbook.headers["Content-Disposition"].startswith("attachment;")
+    assert len(load_workbook(io.BytesIO(workbook.data)).sheetnames) == 3
+    assert client.get(f"{url}/package.xlsx", headers=world["supplier"]).status_code == 403
+    assert client.get(f"{url}/manifest.json", headers=world["elsewhere"]).status_code == 404
+    # A late purchase, a supplementary claim: its manifest holds only the new entry.
+    late = factories.make_purchase(
+        world["oem"], world["plant"], world["near"], world["near_site"],
+        amount="5000.00", purchased_on=date(Y, 11, 1),
+    )  # fmt: skip
+    ledger.sync_purchase(late.id)
+    db.session.commit()
+    sup = file_and_submit(client, world, kind="supplementary")
+    manifest = _verified(client, world["admin"], sup["id"], tmp_path)
+    assert [e["seq"] for e in manifest["entries"]] == [sup["checkpoint_size"]]

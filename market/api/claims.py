@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from flask import request, send_file
+from flask import jsonify, request, send_file
 from flask.views import MethodView
 from flask.wrappers import Response
 from flask_smorest import Blueprint
@@ -21,6 +21,7 @@ from marshmallow import RAISE, ValidationError
 from market.api.pagination import page_of
 from market.errors import ValidationFailed
 from market.http import accepts_upload
+from market.ledger import package
 from market.models import Claim, EvidenceDocument, EvidenceKind, Role
 from market.permissions import actor, allow
 from market.schemas.claims import (
@@ -36,7 +37,7 @@ from market.schemas.claims import (
     LineDecisionsSchema,
     ReasonSchema,
 )
-from market.services import claim_evidence, claim_views, claims, evidence_files
+from market.services import claim_evidence, claim_package, claim_views, claims, evidence_files
 
 blp = Blueprint("claims", __name__, description="Subsidy claims (申报) and their evidence")
 
@@ -286,3 +287,48 @@ def evidence_download(claim_id: int, document_id: int) -> Response:
     response.headers["Cache-Control"] = "private, no-store"
     response.headers["X-Content-SHA256"] = document.sha256
     return response
+
+
+@_claim_action("/claims/<int:claim_id>/package.xlsx")
+class ClaimWorkbook(MethodView):
+    @allow(*READERS)
+    @blp.response(
+        200,
+        {"type": "string", "format": "binary"},
+        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        description="The claim's workbook: summary, entries with decisions, evidence index",
+    )
+    @blp.alt_response(409, description="A draft has no package")
+    def get(self, claim_id: int) -> Response:
+        """The claim's workbook (XLSX) for auditors and the claiming OEM.
+
+        Three sheets with Chinese headers: the summary of the figures, the ledger entries
+        the claim covers with each purchase's decision, and the evidence index (SHA-256).
+        """
+        facts = claim_package.package_facts(actor(), claim_id)
+        return send_file(
+            io.BytesIO(package.claim_workbook(facts)),
+            mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            as_attachment=True,
+            download_name=f"claim-{claim_id}-{facts.year}.xlsx",
+            max_age=0,
+        )
+
+
+@_claim_action("/claims/<int:claim_id>/manifest.json")
+class ClaimManifest(MethodView):
+    @allow(*READERS)
+    @blp.response(
+        200,
+        {"type": "object"},
+        description="The signed checkpoint, every entry with its inclusion proof, the figures",
+    )
+    @blp.alt_response(409, description="A draft has no package")
+    def get(self, claim_id: int) -> Response:
+        """The claim's JSON manifest, checkable offline (`strongchain-verify manifest`).
+
+        It carries the signed checkpoint the claim refers to, each entry's canonical JSON,
+        leaf hash and RFC 9162 inclusion proof, the figures and the evidence index.
+        """
+        manifest = package.claim_manifest(claim_package.package_facts(actor(), claim_id))
+        return jsonify(manifest)

@@ -45,4 +45,7 @@ RULES = [
     Rule("POST", f"{CLAIM}/evidence", BUYER_A),
     Rule("GET", f"{CLAIM}/evidence", READERS, jurisdiction_bound=True),
     Rule("GET", f"{CLAIM}/evidence/{{evidence_a}}", READERS, jurisdiction_bound=True),
+    # The package of a draft is a 409 for those who may read it.
+    Rule("GET", f"{CLAIM}/package.xlsx", READERS, jurisdiction_bound=True),
+    Rule("GET", f"{CLAIM}/manifest.json", READERS, jurisdiction_bound=True),
 ]
