@@ -590,3 +590,14 @@ def test_the_claim_package_verifies_offline_for_both_claims(client, world, tmp_p
     sup = file_and_submit(client, world, kind="supplementary")
     manifest = _verified(client, world["admin"], sup["id"], tmp_path)
     assert [e["seq"] for e in manifest["entries"]] == [sup["checkpoint_size"]]
+
+
+def test_a_suspended_oem_neither_submits_nor_hands_in(client, world):
+    from market.models import OrgStatus
+
+    claim = ok(client.post("/api/v1/claims", json={"year": Y}, headers=world["buyer"]), 201)
+    world["oem"].status = OrgStatus.SUSPENDED
+    db.session.commit()
+    url = f"/api/v1/claims/{claim['id']}"
+    assert client.post(f"{url}/submit", json={}, headers=world["buyer"]).status_code == 403
+    assert db.session.get(Claim, claim["id"]).state is ClaimState.DRAFT

@@ -25,9 +25,11 @@ from market.models import (
     EvidenceDocument,
     EvidenceKind,
     EvidenceRequest,
+    OrgKind,
     Role,
     User,
 )
+from market.permissions import require_active_org
 from market.services import evidence_files
 from market.services.audit import audit
 from market.services.claims import find_claim, line_ids, move, require_state
@@ -68,6 +70,7 @@ class Upload:
 def _require_owner(user: User, claim: Claim) -> None:
     if user.role is not Role.BUYER or user.organization_id != claim.oem_org_id:
         raise Forbidden("Only the claiming organization's buyers hand in evidence.")
+    require_active_org(user, OrgKind.OEM, "hand in evidence")
 
 
 def evidence_upload(user: User, claim_id: int, upload: Upload) -> EvidenceDocument:

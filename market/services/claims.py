@@ -303,6 +303,7 @@ def _store_snapshot(claim: Claim, shot: claim_figures.Snapshot) -> None:
 def claim_submit(user: User, claim_id: int, reason: str | None) -> Claim:
     """The OEM submits its draft: the figures and lines are frozen, covered by a checkpoint."""
     claim = find_claim(user, claim_id, lock=True)
+    require_active_org(user, OrgKind.OEM, "submit subsidy claims")
     require_state(claim, "submit")
     shot = _take_snapshot(claim)
     _store_snapshot(claim, shot)
