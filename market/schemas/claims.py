@@ -8,7 +8,7 @@ from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from market.models import ClaimKind, ClaimState, EvidenceKind, LineDecision
-from market.schemas import PageQuerySchema, StrictSchema
+from market.schemas import MAX_PAGE_SIZE, PageQuerySchema, StrictSchema
 from market.schemas.ledger import SignedMoney
 from market.schemas.marketplace import Id, PlainText, sort_field
 
@@ -25,6 +25,16 @@ def Reason(*, required: bool = False, text: str = "Why (kept with the transition
 
 
 class ClaimQuerySchema(PageQuerySchema):
+    page = fields.Integer(
+        load_default=1,
+        validate=validate.Range(min=1, max=100_000),
+        **_described("The page, from 1."),
+    )
+    per_page = fields.Integer(
+        load_default=20,
+        validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
+        **_described(f"Claims per page (1 to {MAX_PAGE_SIZE}, default 20)."),
+    )
     year = fields.Integer(
         validate=validate.Range(min=2000, max=2100), **_described("The claimed year.")
     )
