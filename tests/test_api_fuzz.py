@@ -285,7 +285,11 @@ def test_the_ledger_csv_export_is_documented() -> None:
     dropped its content type, so every CSV export was an undocumented response.)
     """
     ok = DOCUMENT["paths"]["/api/v1/ledger"]["get"]["responses"]["200"]
-    assert set(ok["content"]) == {"application/json", "text/csv"}
+    assert set(ok["content"]) == {
+        "application/json",
+        "text/csv",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",  # format=xlsx
+    }
 
 
 def _own_persona(app: Flask, method: str, path: str) -> str:

@@ -1,7 +1,7 @@
 """webhooks: endpoints per organisation, deliveries per (endpoint, event), attempts
 
 Revision ID: 0016_webhooks
-Revises: 0013_events
+Revises: 0014_claims
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import market.database
 
 revision = "0016_webhooks"
-down_revision = "0013_events"
+down_revision = "0014_claims"
 branch_labels = None
 depends_on = None
 

@@ -30,6 +30,11 @@ from market.ledger import checkpoints
 from market.models import (
     ApiToken,
     AuthSession,
+    Claim,
+    ClaimKind,
+    ClaimState,
+    EvidenceDocument,
+    EvidenceKind,
     Invitation,
     OrgKind,
     OrgRole,
@@ -108,6 +113,40 @@ def _webhook_of(organization_id: int) -> tuple[WebhookEndpoint, WebhookDelivery]
     return endpoint, delivery
 
 
+# The smallest PNG the evidence check accepts (1×1), for tenant A's evidence document.
+TINY_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+
+
+def _claim_of(oem: Any, buyer: Any, purchase: Any) -> tuple[Any, Any]:
+    """Tenant A's draft claim for last year and a document on it (rows, not API calls)."""
+    claim = Claim(
+        oem_org_id=oem.id,
+        year=factories.business_today().year - 1,
+        kind=ClaimKind.PRIMARY,
+        state=ClaimState.DRAFT,
+        created_by_id=buyer.id,
+    )
+    factories.db.session.add(claim)
+    factories.db.session.flush()
+    evidence = EvidenceDocument(
+        claim_id=claim.id,
+        purchase_id=purchase.id,
+        kind=EvidenceKind.INVOICE,
+        filename="invoice.png",
+        content_type="image/png",
+        size=len(TINY_PNG),
+        sha256=hashlib.sha256(TINY_PNG).hexdigest(),
+        content=TINY_PNG,
+        uploaded_by_id=buyer.id,
+    )
+    factories.db.session.add(evidence)
+    factories.db.session.flush()
+    return claim, evidence
+
+
 def build_world() -> World:
     world = World()
     oem_a = factories.make_org(OrgKind.OEM)
@@ -156,6 +195,7 @@ def build_world() -> World:
         user.password_hash = fast_hash
     factories.db.session.flush()
     checkpoint = checkpoints.checkpoint_now()  # signed, for the auditors' routes to read
+    claim_a, evidence_a = _claim_of(oem_a, users["buyer_a"], purchase_a)
     raw_tokens = {name: factories.make_token(u) for name, u in users.items()}
     # A browser session per persona (what POST /auth/login leaves behind).
     session_keys = {name: f"matrix-session-{name}" for name in users}
@@ -217,6 +257,8 @@ def build_world() -> World:
         "invitation_a": invitation_a,
         "webhook_endpoint_a": webhook_endpoint_a,
         "webhook_delivery_a": webhook_delivery_a,
+        "claim_a": claim_a,
+        "evidence_a": evidence_a,
     } | tokens
     world.objects = named | {f"user_{k}": v for k, v in users.items()}
     world.ids = {name: obj.id for name, obj in world.objects.items()}
