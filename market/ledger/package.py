@@ -198,9 +198,9 @@ def claim_manifest(facts: ClaimPackageFacts) -> dict[str, Any]:
 def _figure_kind(value: Any) -> str:
     if isinstance(value, bool):
         return sheets.BOOLEAN
-    if isinstance(value, Decimal | int):
+    if isinstance(value, Decimal):
         return sheets.MONEY
-    return sheets.TEXT
+    return sheets.INTEGER if isinstance(value, int) else sheets.TEXT
 
 
 def _summary_sheet(workbook: Any, facts: ClaimPackageFacts, loaded: _Loaded) -> None:
