@@ -101,10 +101,11 @@ def _filters(args: dict[str, Any]) -> ledger.LedgerFilter:
 def ledger_entries(args: dict[str, Any]) -> Any:
     """Ledger entries in ledger order, filtered; JSON pages or a CSV or XLSX export.
 
-    The exports hold every matching entry (page and per_page do not apply): CSV streamed,
-    UTF-8 with a BOM; XLSX one sheet (台账明细) with Chinese headers and amounts as numbers,
-    refused (422) past 50,000 entries (a workbook is built whole): narrow the query or take
-    the CSV, which streams any size.
+    Auditors see the entries of plants in their jurisdiction, admins every entry. The exports
+    hold every matching entry (page and per_page do not apply), with the same columns as the
+    JSON: CSV streamed, UTF-8 with a BOM for Excel; XLSX one sheet (台账明细) with Chinese
+    headers and amounts as numbers, refused (422) past 50,000 entries (a workbook is built
+    whole): narrow the query or take the CSV, which streams any size.
     """
     filters = _filters(args)
     name = f"ledger-{args['year']}" if args.get("year") else "ledger"
@@ -187,7 +188,11 @@ def ledger_position(args: dict[str, Any]) -> dict[str, Any]:
 @allow(*READERS)
 @blp.response(200, ChainReportSchema)
 def ledger_verify() -> ledger.ChainReport:
-    """Walk the hash chain: ok, number of entries, head hash, first broken sequence."""
+    """Walk the hash chain: ok, number of entries, head hash, first broken sequence.
+
+    Recomputes every entry's hash from its canonical JSON and its predecessor. For evidence that
+    does not rely on this server, use signed checkpoints and the offline verifier.
+    """
     return ledger.verify_chain()
 
 
@@ -196,14 +201,22 @@ class Policies(MethodView):
     @allow(*READERS)
     @blp.response(200, PolicyListSchema)
     def get(self) -> dict[str, Any]:
-        """Every subsidy policy version, oldest first."""
+        """Every subsidy policy version, oldest first.
+
+        A version sets the province prefix, the maximum distance, the rate and the annual cap per
+        OEM, and applies from 1 January of its first year.
+        """
         return {"items": policies.policy_list()}
 
     @allow(Role.ADMIN)
     @blp.arguments(PolicyCreateSchema)
     @blp.response(201, PolicySchema)
     def post(self, data: dict[str, Any]) -> Any:
-        """Add the next policy version (never retroactive)."""
+        """Add the next policy version (never retroactive).
+
+        The version must start on 1 January of a year that has not begun, so no recorded figure
+        changes.
+        """
         return policies.policy_add(data, by=actor())
 
 
@@ -213,14 +226,22 @@ class Baselines(MethodView):
     @blp.arguments(BaselineQuerySchema, location="query", unknown=RAISE)
     @blp.response(200, BaselineListSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Declared baselines (an OEM's near-shore total of a year before the platform)."""
+        """Declared baselines (an OEM's near-shore total of a year before the platform).
+
+        Baselines stand in for years the platform did not cover; without one (or a covered previous
+        year), an OEM's subsidy for the year is held.
+        """
         return {"items": policies.baseline_list(oem_org_id=args.get("oem"), year=args.get("year"))}
 
     @allow(Role.ADMIN)
     @blp.arguments(BaselineCreateSchema)
     @blp.response(201, BaselineSchema)
     def post(self, data: dict[str, Any]) -> Any:
-        """Declare an OEM's near-shore total of a past year (correctable until used)."""
+        """Declare an OEM's near-shore total of a past year (correctable until used).
+
+        The ledger appends an adjustment for the year after, so every figure stays reproducible. A
+        baseline used by a decided claim cannot be changed.
+        """
         return policies.baseline_declare(data, by=actor())
 
 
@@ -229,7 +250,11 @@ class Baselines(MethodView):
 @blp.arguments(OutboxQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, page_of(OutboxEventSchema))
 def admin_outbox(args: dict[str, Any]) -> dict[str, Any]:
-    """Outbox rows that are dead or still pending (by default), oldest first."""
+    """Outbox rows that are dead or still pending (by default), oldest first.
+
+    For operators: asynchronous work (ledger appends, search updates, notifications, webhooks) that
+    has not completed, with attempts and the last error.
+    """
     page = outbox.outbox_page(args["status"], args.get("topic"), args["page"], args["per_page"])
     page.items = [outbox.describe(event) for event in page.items]
     return page.as_dict()

@@ -39,8 +39,14 @@ from market.models.marketplace import (
 from market.models.notifications import Notification, NotificationKind
 from market.models.outbox import OutboxEvent, OutboxStatus, OutboxTopic
 from market.models.suppliers import Capability, Certification, CertStatus, Site, SiteKind
+from market.models.webhooks import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
-search_tokens.register()
+search_tokens.register(Organization, Demand)
 
 __all__ = [
     "ApiToken",
@@ -53,6 +59,7 @@ __all__ = [
     "CheckpointFailure",
     "Confirmation",
     "DeclaredBaseline",
+    "DeliveryStatus",
     "Demand",
     "DemandState",
     "EntryKind",
@@ -84,4 +91,7 @@ __all__ = [
     "SiteKind",
     "SubsidyPolicy",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]
