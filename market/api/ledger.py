@@ -101,10 +101,11 @@ def _filters(args: dict[str, Any]) -> ledger.LedgerFilter:
 def ledger_entries(args: dict[str, Any]) -> Any:
     """Ledger entries in ledger order, filtered; JSON pages or a CSV or XLSX export.
 
-    The exports hold every matching entry (page and per_page do not apply): CSV streamed,
-    UTF-8 with a BOM; XLSX one sheet (台账明细) with Chinese headers and amounts as numbers,
-    refused (422) past 50,000 entries (a workbook is built whole): narrow the query or take
-    the CSV, which streams any size.
+    Auditors see the entries of plants in their jurisdiction, admins every entry. The exports
+    hold every matching entry (page and per_page do not apply), with the same columns as the
+    JSON: CSV streamed, UTF-8 with a BOM for Excel; XLSX one sheet (台账明细) with Chinese
+    headers and amounts as numbers, refused (422) past 50,000 entries (a workbook is built
+    whole): narrow the query or take the CSV, which streams any size.
     """
     filters = _filters(args)
     name = f"ledger-{args['year']}" if args.get("year") else "ledger"

@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from flask import current_app
-from sqlalchemy import Table, func, insert, select, text, tuple_
+from sqlalchemy import Table, and_, func, insert, or_, select, text
 
 from market.extensions import db
 from market.ledger import merkle
@@ -216,9 +216,19 @@ def leaf_data(values: dict[str, Any]) -> bytes:
 def _stored_nodes(wanted: set[merkle.Node]) -> dict[merkle.Node, bytes]:
     if not wanted:
         return {}
+    by_level: dict[int, list[int]] = {}
+    for level, position in sorted(wanted):
+        by_level.setdefault(level, []).append(position)
+    # One "level = L AND position IN (…)" per level: index ranges of the primary key, where a
+    # (level, position) IN list of thousands of pairs (a claim's proofs) is matched row by row.
     rows = db.session.execute(
         select(LedgerTreeNode.level, LedgerTreeNode.position, LedgerTreeNode.hash).where(
-            tuple_(LedgerTreeNode.level, LedgerTreeNode.position).in_(sorted(wanted))
+            or_(
+                *(
+                    and_(LedgerTreeNode.level == level, LedgerTreeNode.position.in_(positions))
+                    for level, positions in by_level.items()
+                )
+            )
         )
     )
     found = {(row.level, row.position): bytes(row.hash) for row in rows}

@@ -13,6 +13,7 @@ Proofs come from the stored tree nodes in batches (:func:`checkpoints.inclusion_
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from market.ledger import checkpoints, merkle, sheets
-from market.ledger.chain import canonical_json, chain_hash
+from market.ledger.chain import canonical_json
 from market.ledger.reports import COLUMNS, entries_by_seq
 from market.ledger.rules import ZERO, money
 
@@ -136,7 +137,9 @@ def _manifest_entries(facts: ClaimPackageFacts, loaded: _Loaded) -> list[dict[st
     for entry, path in zip(loaded.entries, paths, strict=True):
         canonical = canonical_json(entry)
         leaf = merkle.leaf_hash(canonical.encode("utf-8"))
-        if chain_hash(entry["prev_hash"], entry) != entry["entry_hash"] or not (
+        # chain_hash() without canonicalising again: SHA-256(prev_hash ‖ canonical JSON).
+        linked = hashlib.sha256((entry["prev_hash"] + canonical).encode("utf-8")).hexdigest()
+        if linked != entry["entry_hash"] or not (
             merkle.verify_inclusion(entry["seq"] - 1, size, leaf, path, root)
         ):
             raise checkpoints.BrokenLedger(f"entry {entry['seq']} does not verify")
@@ -195,9 +198,9 @@ def claim_manifest(facts: ClaimPackageFacts) -> dict[str, Any]:
 def _figure_kind(value: Any) -> str:
     if isinstance(value, bool):
         return sheets.BOOLEAN
-    if isinstance(value, Decimal | int):
+    if isinstance(value, Decimal):
         return sheets.MONEY
-    return sheets.TEXT
+    return sheets.INTEGER if isinstance(value, int) else sheets.TEXT
 
 
 def _summary_sheet(workbook: Any, facts: ClaimPackageFacts, loaded: _Loaded) -> None:

@@ -158,9 +158,10 @@ def _entries_query(filters: LedgerFilter) -> Select:
 def entry_values(row: Any) -> dict[str, Any]:
     """One entry as the typed values of :data:`COLUMNS` (money Decimal, None kept)."""
     entry: LedgerEntry = row[0]
+    joined = set(row._fields)  # Row._fields builds a tuple on every access
     values: dict[str, Any] = {}
     for name in COLUMNS:
-        value = getattr(row, name) if name in row._fields else getattr(entry, name)
+        value = getattr(row, name) if name in joined else getattr(entry, name)
         if value is not None and name in MONEY_FIELDS:
             value = money(value)
         elif value is not None and name == "distance_km":
