@@ -19,6 +19,11 @@ APPEND_ONLY_TABLES = (
     "ledger_tree_nodes",
     "ledger_checkpoints",
     "ledger_checkpoint_failures",
+    # A claim's history, the evidence asked for and the documents handed in (claims and
+    # their lines change state, so they are ordinary tables).
+    "claim_transitions",
+    "claim_evidence_requests",
+    "claim_evidence",
 )
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

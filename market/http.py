@@ -1,18 +1,28 @@
-"""Request and response rules for the whole API: JSON bodies only, clean text, safe headers."""
+"""Request and response rules for the whole API: JSON bodies only, clean text, safe headers.
+
+One narrow exception: a view marked with :func:`accepts_upload` (a claim's evidence upload)
+takes ``multipart/form-data`` up to :data:`UPLOAD_MAX_REQUEST` bytes instead of JSON; its text
+fields get the same check for control and bidirectional characters, and the view judges the
+file by its bytes.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask.wrappers import Response
 from werkzeug.routing import IntegerConverter, Map
 
 from market.errors import DomainError, NotFound, ValidationFailed
 
 MAX_JSON_DEPTH = 32
+# An upload request: a 10 MB document plus the form's fields and multipart framing.
+UPLOAD_MAX_REQUEST = 10 * 1024 * 1024 + 64 * 1024
+F = TypeVar("F", bound=Callable[..., Any])
 # The largest value of a primary key (INTEGER on PostgreSQL). A larger id in a path names no
 # object (404); passed on, it would fail in the database as an out-of-range parameter (500).
 MAX_ID = 2**31 - 1
@@ -72,6 +82,42 @@ def find_bad_text(value: Any, path: str = "", depth: int = 0) -> tuple[str, str]
     return None
 
 
+class UploadTooLarge(DomainError):
+    status = 413
+    code = "payload_too_large"
+    message = "The upload is too large."
+
+
+def accepts_upload(view: F) -> F:
+    """Mark a view that takes ``multipart/form-data`` (an upload) instead of a JSON body."""
+    view.accepts_upload = True  # type: ignore[attr-defined]
+    return view
+
+
+def _is_upload_view() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    view_class = getattr(view, "view_class", None)
+    if view_class is not None:  # a MethodView: the method's handler carries the mark
+        view = getattr(view_class, request.method.lower(), None)
+    return bool(getattr(view, "accepts_upload", False))
+
+
+def _check_upload_body() -> None:
+    """multipart/form-data within the upload limit, with clean text fields."""
+    request.max_content_length = UPLOAD_MAX_REQUEST
+    if not request.content_length and not request.headers.get("Transfer-Encoding"):
+        return  # no body: the view says which fields are missing, after authorization
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaType(
+            "This upload takes multipart/form-data (e.g. curl -F file=@invoice.pdf)."
+        )
+    if request.content_length and request.content_length > UPLOAD_MAX_REQUEST:
+        raise UploadTooLarge(fields={"file": ["The file is larger than 10 MB."]})
+    for name, value in request.form.items(multi=True):
+        if _FORBIDDEN_TEXT.search(value) or _FORBIDDEN_TEXT.search(name):
+            raise ValidationFailed(fields={name: [BAD_TEXT]})
+
+
 class IdConverter(IntegerConverter):
     """``<int:...>`` in routes: a non-negative id within the primary keys' range."""
 
@@ -89,6 +135,9 @@ class IdConverter(IntegerConverter):
 def _check_request_body() -> None:
     # An unknown route or method is answered by routing (404/405), not by a body check.
     if request.routing_exception is not None or request.method not in {"POST", "PUT", "PATCH"}:
+        return
+    if _is_upload_view():
+        _check_upload_body()
         return
     raw = request.get_data(cache=True)
     if not raw:

@@ -37,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -338,7 +339,16 @@ def signed_message(document: dict[str, Any]) -> bytes:
 def check_checkpoint(
     name: str, path: Path, key: Ed25519PublicKey, report: Report
 ) -> Checkpoint | None:
-    document = load_json(path, name)
+    return check_checkpoint_document(name, load_json(path, name), str(path), key, report)
+
+
+def check_checkpoint_document(
+    name: str, document: Any, path: str, key: Ed25519PublicKey, report: Report
+) -> Checkpoint | None:
+    """The checkpoint's shape and its Ed25519 signature under ``key``."""
+    if not isinstance(document, dict):
+        report.add(f"{name} signature", False, f"{path} is not a ledger checkpoint")
+        return None
     try:
         size, root = document["size"], document["root"]
         valid_shape = (
@@ -347,6 +357,7 @@ def check_checkpoint(
             and isinstance(root, str)
             and len(root) == 64
             and document["origin"] == ORIGIN
+            and isinstance(document["time"], str)
         )
         signature = base64.b64decode(document["signature"], validate=True)
     except (KeyError, ValueError, TypeError):
@@ -516,10 +527,309 @@ def _locate_rewrite(
     report.add("older export", True, "the kept export agrees row by row with this one")
 
 
+# --- claim manifests ----------------------------------------------------------------------------
+
+MANIFEST_FORMAT = "strongchain-claim-manifest/1"
+
+
+def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes | None:
+    """RFC 9162 §2.1.3.2: the root an inclusion proof leads to from the leaf at ``index`` of a
+    tree of ``size``, or None if it cannot be a proof for that index and size."""
+    if not 0 <= index < size:
+        return None
+    fn, sn, result = index, size - 1, leaf
+    for sibling in proof:
+        if len(sibling) != 32 or sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            result = node_hash(sibling, result)
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            result = node_hash(result, sibling)
+        fn, sn = fn >> 1, sn >> 1
+    return result if sn == 0 else None
+
+
+def key_id_of(key: Ed25519PublicKey) -> str:
+    """The first 16 hex digits of SHA-256 of the raw 32-byte public key."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _object(document: dict[str, Any], name: str) -> dict[str, Any]:
+    value = document.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _hex_list(value: Any) -> list[bytes]:
+    if not isinstance(value, list) or not all(isinstance(node, str) for node in value):
+        raise BadRow("inclusion_proof is not a list of hex strings")
+    try:
+        return [bytes.fromhex(node) for node in value]
+    except ValueError as exc:
+        raise BadRow("inclusion_proof has a node that is not hex") from exc
+
+
+def check_manifest_entry(
+    item: Any, checkpoint: Checkpoint, claim: dict[str, Any], after_seq: int
+) -> dict[str, Any]:
+    """One entry of a manifest: canonical, its own leaf and chain hash, in the checkpoint, the
+    claim's OEM and year. Returns its canonical document; raises BadRow naming what is wrong."""
+    if not isinstance(item, dict) or not isinstance(item.get("canonical_json"), str):
+        raise BadRow("no canonical_json")
+    seq, text = item.get("seq"), item["canonical_json"]
+    if not isinstance(seq, int) or seq <= after_seq:
+        raise BadRow(f"seq {seq!r} is not after the entry before ({after_seq})")
+    if item.get("leaf_index") != seq - 1 or seq > checkpoint.size:
+        raise BadRow(f"leaf_index is not seq − 1 within the checkpoint's {checkpoint.size}")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRow(f"canonical_json is not JSON ({exc})") from exc
+    if not isinstance(document, dict) or document.get("seq") != seq:
+        raise BadRow("canonical_json is not this entry")
+    if canonical_json(document) != text:
+        raise BadRow("canonical_json is not in canonical form")
+    if (document["oem_org_id"], document["year"]) != (claim.get("oem_id"), claim.get("year")):
+        raise BadRow("the entry is not of the claim's OEM and year")
+    leaf = leaf_hash(text)
+    if item.get("leaf_hash") != leaf.hex():
+        raise BadRow("leaf_hash is not SHA-256(0x00 ‖ canonical_json)")
+    if chain_hash(str(item.get("prev_hash")), text) != item.get("entry_hash"):
+        raise BadRow("entry_hash is not SHA-256(prev_hash ‖ canonical_json)")
+    proof = _hex_list(item.get("inclusion_proof"))
+    if root_from_inclusion(seq - 1, checkpoint.size, leaf, proof) != bytes.fromhex(checkpoint.root):
+        raise BadRow(
+            f"the inclusion proof does not lead to the root of checkpoint {checkpoint.size}"
+        )
+    return canonical_document(document)
+
+
+def _check_manifest_entries(
+    manifest: dict[str, Any], checkpoint: Checkpoint, report: Report
+) -> list[dict[str, Any]] | None:
+    entries = manifest.get("entries")
+    if not isinstance(entries, list):
+        report.add("entries", False, "the manifest has no list of entries")
+        return None
+    claim = _object(manifest, "claim")
+    documents: list[dict[str, Any]] = []
+    for position, item in enumerate(entries, start=1):
+        seq = item.get("seq") if isinstance(item, dict) else None
+        try:
+            documents.append(
+                check_manifest_entry(
+                    item, checkpoint, claim, documents[-1]["seq"] if documents else 0
+                )
+            )
+        except (BadRow, KeyError, TypeError, ValueError) as exc:
+            reason = str(exc) if isinstance(exc, BadRow) else f"malformed ({exc!r})"
+            where = f"seq {seq} (entry {position} of the manifest)"
+            report.add("entries", False, f"first bad entry: {where}: {reason}", first_bad_entry=seq)
+            return None
+    report.add(
+        "entries",
+        True,
+        f"{len(documents)} entries: each canonical, its leaf and chain hash recomputed, "
+        f"included in the checkpoint of size {checkpoint.size}",
+    )
+    return documents
+
+
+def _sum(documents: Sequence[dict[str, Any]], name: str, near_only: bool = False) -> Decimal:
+    return sum(
+        (Decimal(d[name]) for d in documents if d["near_shore"] or not near_only), Decimal(0)
+    )
+
+
+def _check_totals(
+    manifest: dict[str, Any], documents: list[dict[str, Any]], report: Report
+) -> None:
+    """The stated entry totals are the sums of the entries."""
+    stated = _object(manifest, "entry_totals")
+    computed = {
+        "entries": len(documents),
+        "amount": _sum(documents, "amount"),
+        "near_shore_amount": _sum(documents, "amount", near_only=True),
+        "increment": _sum(documents, "increment"),
+        "subsidy": _sum(documents, "subsidy"),
+    }
+    for name, value in computed.items():
+        try:
+            agrees = stated.get(name) is not None and Decimal(str(stated[name])) == value
+        except InvalidOperation:
+            agrees = False
+        if not agrees:
+            report.add(
+                "entry totals",
+                False,
+                f"{name}: the entries sum to {value}, the manifest states {stated.get(name)}",
+            )
+            return
+    report.add(
+        "entry totals",
+        True,
+        f"increments sum to {computed['increment']}, subsidies to {computed['subsidy']}, as stated",
+    )
+
+
+# Each figure of the claim, and the field of the last (format-2) entry that states it.
+FIGURE_FIELDS = {
+    "near_shore_total": "near_shore_total",
+    "increment": "increment_total",
+    "subsidy": "subsidy_total",
+    "baseline": "baseline",
+    "held": "held",
+}
+
+
+def _figures_disagree(figures: dict[str, Any], last: dict[str, Any]) -> str | None:
+    for figure, name in FIGURE_FIELDS.items():
+        if figure not in figures:
+            continue
+        claimed, stated = figures[figure], last[name]
+        if name in MONEY_FIELDS and claimed is not None and stated is not None:
+            try:
+                same = Decimal(str(claimed)) == Decimal(stated)
+            except InvalidOperation:
+                same = False
+        else:
+            same = claimed == stated
+        if not same:
+            return (
+                f"{figure} is {claimed}, but the claim's last entry (seq {last['seq']}) "
+                f"leaves {name} at {stated}"
+            )
+    return None
+
+
+def _running_gap(documents: list[dict[str, Any]]) -> str | None:
+    """Each entry continues the running totals of the one before: no entry of the OEM's year
+    between them is left out of the claim, and Σ changes = the totals' change."""
+    for before, entry in pairwise(documents):
+        for total, change in (("increment_total", "increment"), ("subsidy_total", "subsidy")):
+            if Decimal(entry[total]) - Decimal(entry[change]) != Decimal(before[total]):
+                return (
+                    f"seq {entry['seq']}: {total} − {change} is not the {total} of seq "
+                    f"{before['seq']} (an entry of the year left out, or a changed figure)"
+                )
+        if Decimal(entry["near_shore_total_before"]) != Decimal(before["near_shore_total"]):
+            return f"seq {entry['seq']}: near_shore_total_before is not seq {before['seq']}'s total"
+    return None
+
+
+def _check_figures(
+    manifest: dict[str, Any], documents: list[dict[str, Any]], report: Report
+) -> None:
+    """The claim's figures are the position its entries arrive at (format 2 entries state it)."""
+    figures = _object(manifest, "figures")
+    if not documents or any(d.get("format") != 2 for d in documents):
+        report.add("figures", True, "not checked: only format-2 entries state running totals")
+        return
+    problem = _running_gap(documents) or _figures_disagree(figures, documents[-1])
+    if problem:
+        report.add("figures", False, problem)
+        return
+    first = documents[0]
+    start = Decimal(first["increment_total"]) - Decimal(first["increment"])
+    report.add(
+        "figures",
+        True,
+        f"the entries run without a gap from I* {start} to I* {documents[-1]['increment_total']}"
+        f" and S* {documents[-1]['subsidy_total']}: the claim's figures",
+    )
+
+
+def _check_evidence(manifest: dict[str, Any], folder: Path, report: Report) -> None:
+    """Each file of the evidence index is in ``folder`` (by content: its SHA-256 and size,
+    whatever name it was saved under)."""
+    try:
+        files = [path for path in folder.iterdir() if path.is_file()]
+        present = {(hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_size) for p in files}
+    except OSError as exc:
+        raise VerifyError(f"evidence folder {folder}: cannot be read ({exc.strerror})") from exc
+    listed = manifest.get("evidence")
+    index: list[Any] = listed if isinstance(listed, list) else []
+    for item in index:
+        if not isinstance(item, dict) or (item.get("sha256"), item.get("size")) not in present:
+            name = item.get("filename") if isinstance(item, dict) else item
+            report.add("evidence", False, f"{name!r}: no file in {folder} has its SHA-256 and size")
+            return
+    report.add("evidence", True, f"{len(index)} files of the index found by their SHA-256")
+
+
+def verify_manifest(
+    manifest_path: Path, public_key_path: Path, evidence_folder: Path | None = None
+) -> Report:
+    """A claim manifest: its checkpoint signed by the key, every entry included, the sums."""
+    report = Report()
+    key = load_public_key(public_key_path)
+    manifest = load_json(manifest_path, "manifest")
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise VerifyError(f"manifest {manifest_path}: not a {MANIFEST_FORMAT} manifest")
+    document = manifest.get("checkpoint")
+    named = document.get("key_id") if isinstance(document, dict) else None
+    if named is not None and named != key_id_of(key):
+        report.add(
+            "checkpoint key",
+            False,
+            f"the checkpoint names key {named}; the public key given is {key_id_of(key)}",
+        )
+    checkpoint = check_checkpoint_document(
+        "checkpoint", document, f"the checkpoint of {manifest_path}", key, report
+    )
+    if checkpoint is None:
+        return report
+    documents = _check_manifest_entries(manifest, checkpoint, report)
+    if documents is not None:
+        _check_totals(manifest, documents, report)
+        _check_figures(manifest, documents, report)
+    if evidence_folder is not None:
+        _check_evidence(manifest, evidence_folder, report)
+    return report
+
+
+def _print(report: Report, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"ok": report.ok, "checks": report.checks}, ensure_ascii=False, indent=2))
+    else:
+        for check in report.checks:
+            print(f"[{'ok' if check['ok'] else 'FAIL'}] {check['check']}: {check['detail']}")
+        print("VERIFIED" if report.ok else "NOT VERIFIED")
+    return 0 if report.ok else 1
+
+
+def manifest_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="strongchain-verify manifest",
+        description="Check a claim manifest (checkpoint, entries, inclusion proofs), offline.",
+    )
+    parser.add_argument("manifest", type=Path, help="the claim's manifest JSON")
+    parser.add_argument(
+        "--public-key", type=Path, required=True, help="PEM, /ledger/public-key JSON, or base64"
+    )
+    parser.add_argument(
+        "--evidence", type=Path, help="a folder with the evidence files, checked by SHA-256"
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    try:
+        report = verify_manifest(args.manifest, args.public_key, args.evidence)
+    except (VerifyError, UnicodeDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return _print(report, args.json)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["manifest"]:
+        return manifest_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="strongchain-verify",
-        description="Check a StrongChain ledger export against signed checkpoints, offline.",
+        description="Check a StrongChain ledger export against signed checkpoints, offline "
+        "(or a claim manifest: strongchain-verify manifest MANIFEST --public-key KEY).",
     )
     parser.add_argument(
         "--export",
@@ -550,13 +860,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (VerifyError, UnicodeDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps({"ok": report.ok, "checks": report.checks}, ensure_ascii=False, indent=2))
-    else:
-        for check in report.checks:
-            print(f"[{'ok' if check['ok'] else 'FAIL'}] {check['check']}: {check['detail']}")
-        print("VERIFIED" if report.ok else "NOT VERIFIED")
-    return 0 if report.ok else 1
+    return _print(report, args.json)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,8 @@ PATH_CHOICES: dict[str, tuple[str, ...]] = {
     "user_id": ("user_member_a", "user_buyer_a", "user_auditor", "user_auditor_elsewhere"),
     "invitation_id": ("invitation_a",),
     "authority_id": ("authority_a",),
+    "endpoint_id": ("webhook_endpoint_a",),
+    "delivery_id": ("webhook_delivery_a",),
 }
 # Body fields that name objects of the world.
 BODY_ID_CHOICES: dict[str, tuple[str, ...]] = {
@@ -283,7 +285,11 @@ def test_the_ledger_csv_export_is_documented() -> None:
     dropped its content type, so every CSV export was an undocumented response.)
     """
     ok = DOCUMENT["paths"]["/api/v1/ledger"]["get"]["responses"]["200"]
-    assert set(ok["content"]) == {"application/json", "text/csv"}
+    assert set(ok["content"]) == {
+        "application/json",
+        "text/csv",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",  # format=xlsx
+    }
 
 
 def _own_persona(app: Flask, method: str, path: str) -> str:

@@ -61,6 +61,9 @@ KEY_COLUMN = {
     "ledger_tree_nodes": "hash",
     "ledger_checkpoints": "root_hash",
     "ledger_checkpoint_failures": "reason",
+    "claim_transitions": "reason",
+    "claim_evidence_requests": "note",
+    "claim_evidence": "sha256",
 }
 
 

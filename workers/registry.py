@@ -8,13 +8,14 @@ from __future__ import annotations
 from types import ModuleType
 
 from search import sync as search_sync
-from workers import events, ledger
+from workers import events, ledger, webhooks
 
 # Each module registers its topic's handlers with ``workers.outbox.handles`` when imported.
 HANDLER_MODULES: tuple[ModuleType, ...] = (
     search_sync,  # search.sync: upsert a supplier's document
     ledger,  # ledger.record / ledger.reverse / ledger.rebase: append to the near-shore ledger
     events,  # event.dispatch: give an event to every sink (inbox, email, webhooks)
+    webhooks,  # webhook.deliver, and the webhooks event sink
 )
 
 

@@ -36,3 +36,10 @@ def register_blueprints(api: Api) -> None:
     from market.api import checkpoints  # signed checkpoints of the ledger, proofs
 
     api.register_blueprint(checkpoints.blp, url_prefix=API_PREFIX)
+    from market.api import webhooks  # webhook endpoints per organisation, delivery log
+
+    api.register_blueprint(webhooks.blp, url_prefix=API_PREFIX)
+
+    from market.api import claims  # subsidy claims and their evidence
+
+    api.register_blueprint(claims.blp, url_prefix=API_PREFIX)

@@ -13,6 +13,9 @@ from marshmallow import RAISE
 from market import ledger
 from market.api.pagination import page_of
 from market.clock import business_year
+from market.errors import ValidationFailed
+from market.ledger.reports import TooManyRows, ledger_xlsx, summary_csv, summary_xlsx
+from market.ledger.sheets import XLSX_MIMETYPE
 from market.models import Role, User
 from market.permissions import (
     actor,
@@ -34,6 +37,7 @@ from market.schemas.ledger import (
     PolicyCreateSchema,
     PolicyListSchema,
     PolicySchema,
+    SummaryExportQuerySchema,
     SummaryQuerySchema,
     SummarySchema,
 )
@@ -45,6 +49,13 @@ blp = Blueprint(
 )
 
 READERS = (Role.AUDITOR, Role.ADMIN)
+# The 200 response's description (one for all its content types).
+LEDGER_FORMATS = "JSON pages; with format=csv: UTF-8 CSV with a BOM; with format=xlsx: a workbook"
+SUMMARY_FORMATS = (
+    "The summary; with format=csv: UTF-8 CSV with a BOM, one row per OEM; with format=xlsx: "
+    "a workbook, one row per OEM and a 合计 (totals) row"
+)
+TOO_MANY_ROWS = "More than 50,000 entries for one XLSX export: narrow the query or use format=csv."
 
 
 def _jurisdiction(user: User) -> tuple[str, ...] | None:
@@ -77,47 +88,87 @@ def _filters(args: dict[str, Any]) -> ledger.LedgerFilter:
 # one, flask-smorest keeps only the description and the export goes undocumented).
 @blp.alt_response(
     200,
-    description="JSON pages, or with format=csv: UTF-8 CSV with a BOM",
+    description=LEDGER_FORMATS,
     schema={"type": "string"},
     content_type="text/csv",
 )
+@blp.alt_response(
+    200,
+    description=LEDGER_FORMATS,
+    schema={"type": "string", "format": "binary"},
+    content_type=XLSX_MIMETYPE,
+)
 def ledger_entries(args: dict[str, Any]) -> Any:
-    """Ledger entries in ledger order, filtered; JSON pages or a streamed CSV export.
+    """Ledger entries in ledger order, filtered; JSON pages or a CSV or XLSX export.
 
-    Auditors see entries of plants in their jurisdiction, buyers their organization's, suppliers
-    their own purchases' verdicts without subsidy figures. ``format=csv`` streams UTF-8 CSV with a
-    BOM for Excel, with the same columns as the JSON.
+    Auditors see the entries of plants in their jurisdiction, admins every entry. The exports
+    hold every matching entry (page and per_page do not apply), with the same columns as the
+    JSON: CSV streamed, UTF-8 with a BOM for Excel; XLSX one sheet (台账明细) with Chinese
+    headers and amounts as numbers, refused (422) past 50,000 entries (a workbook is built
+    whole): narrow the query or take the CSV, which streams any size.
     """
     filters = _filters(args)
+    name = f"ledger-{args['year']}" if args.get("year") else "ledger"
     if args["export_format"] == "csv":
-        name = f"ledger-{args['year']}.csv" if args.get("year") else "ledger.csv"
-        return Response(
-            stream_with_context(ledger.ledger_csv(filters)),
-            mimetype="text/csv",
-            headers={
-                "Content-Type": "text/csv; charset=utf-8",
-                "Content-Disposition": f'attachment; filename="{name}"',
-            },
-        )
+        return _download(stream_with_context(ledger.ledger_csv(filters)), f"{name}.csv")
+    if args["export_format"] == "xlsx":
+        try:
+            return _download(ledger_xlsx(filters), f"{name}.xlsx")
+        except TooManyRows as exc:
+            raise ValidationFailed(fields={"format": [TOO_MANY_ROWS]}) from exc
     return ledger.ledger_page(filters, args["page"], args["per_page"]).as_dict()
+
+
+def _download(body: Any, filename: str) -> Response:
+    """An export as an attachment: CSV text (UTF-8) or XLSX bytes, by the file's name."""
+    csv = filename.endswith(".csv")
+    content_type = "text/csv; charset=utf-8" if csv else XLSX_MIMETYPE
+    return Response(
+        body,
+        mimetype="text/csv" if csv else XLSX_MIMETYPE,
+        headers={
+            "Content-Type": content_type,
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        },
+    )
 
 
 @blp.route("/ledger/summary")
 @allow(Role.BUYER, *READERS)
-@blp.arguments(SummaryQuerySchema, location="query", unknown=RAISE)
+@blp.arguments(SummaryExportQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, SummarySchema)
-def ledger_summary(args: dict[str, Any]) -> dict[str, Any]:
+@blp.alt_response(
+    200,
+    description=SUMMARY_FORMATS,
+    schema={"type": "string"},
+    content_type="text/csv",
+)
+@blp.alt_response(
+    200,
+    description=SUMMARY_FORMATS,
+    schema={"type": "string", "format": "binary"},
+    content_type=XLSX_MIMETYPE,
+)
+def ledger_summary(args: dict[str, Any]) -> Any:
     """Per OEM for a year: T, B, I*, S*, held, cap (buyers: their own organization only).
 
-    The year defaults to the current business year (Asia/Shanghai).
+    The year defaults to the current business year (Asia/Shanghai). With format=csv or
+    format=xlsx the same rows come as a file: one row per OEM, money as exact decimals (CSV)
+    or numbers with two decimals (XLSX, which adds a 合计 row of the totals).
     """
     user = actor()
     oem = user.organization_id if user.role is Role.BUYER else args.get("oem")
-    return ledger.ledger_summary(
+    summary = ledger.ledger_summary(
         args.get("year") or business_year(),
         oem=oem,
         plant_city_prefixes=_jurisdiction(user),
     )
+    name = f"ledger-summary-{summary['year']}"
+    if args["export_format"] == "csv":
+        return _download(summary_csv(summary), f"{name}.csv")
+    if args["export_format"] == "xlsx":
+        return _download(summary_xlsx(summary), f"{name}.xlsx")
+    return summary
 
 
 @blp.route("/ledger/position")

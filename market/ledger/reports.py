@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date
 from decimal import Decimal
@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.orm import aliased
 
 from market.extensions import db
+from market.ledger import sheets
 from market.ledger.append import PurchaseFact, load_book
 from market.ledger.chain import MONEY_FIELDS
 from market.ledger.policy import policy_for_year
@@ -157,9 +158,10 @@ def _entries_query(filters: LedgerFilter) -> Select:
 def entry_values(row: Any) -> dict[str, Any]:
     """One entry as the typed values of :data:`COLUMNS` (money Decimal, None kept)."""
     entry: LedgerEntry = row[0]
+    joined = set(row._fields)  # Row._fields builds a tuple on every access
     values: dict[str, Any] = {}
     for name in COLUMNS:
-        value = getattr(row, name) if name in row._fields else getattr(entry, name)
+        value = getattr(row, name) if name in joined else getattr(entry, name)
         if value is not None and name in MONEY_FIELDS:
             value = money(value)
         elif value is not None and name == "distance_km":
@@ -175,7 +177,7 @@ def ledger_page(filters: LedgerFilter, page: int, per_page: int) -> Page:
     return result
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = sheets.FORMULA_START  # one set for CSV and XLSX
 
 
 def _csv_cell(name: str, value: Any) -> Any:
@@ -213,6 +215,100 @@ def ledger_csv(filters: LedgerFilter, *, chunk_rows: int = 500) -> Iterator[str]
     finally:
         result.close()
     yield buffer.getvalue()
+
+
+class TooManyRows(ValueError):
+    """An export that does not fit in one worksheet."""
+
+
+def ledger_xlsx(filters: LedgerFilter, *, chunk_rows: int = 500) -> bytes:
+    """The filtered ledger as one XLSX sheet (台账明细): the CSV's columns, Chinese headers,
+    amounts as numbers. Raises :class:`TooManyRows` past :data:`sheets.MAX_DATA_ROWS`."""
+    count = db.session.scalar(
+        select(func.count()).select_from(_entries_query(filters).order_by(None).subquery())
+    )
+    if (count or 0) > sheets.MAX_DATA_ROWS:
+        raise TooManyRows(count)
+    workbook = sheets.new_workbook()
+    sheet = sheets.Sheet(
+        workbook,
+        "台账明细",
+        [(sheets.LEDGER_HEADERS[name], sheets.ledger_kind(name)) for name in COLUMNS],
+    )
+    result = db.session.execute(_entries_query(filters).execution_options(yield_per=chunk_rows))
+    try:
+        for row in result:
+            values = entry_values(row)
+            sheet.append(values[name] for name in COLUMNS)
+    finally:
+        result.close()
+    return sheets.workbook_bytes(workbook)
+
+
+def entries_by_seq(seqs: Iterable[int], *, chunk: int = 500) -> list[dict[str, Any]]:
+    """The entries of these seqs (as :func:`entry_values`), in ledger order."""
+    wanted = sorted(set(seqs))
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(wanted), chunk):
+        query = _entries_query(LedgerFilter()).where(
+            LedgerEntry.seq.in_(wanted[start : start + chunk])
+        )
+        found.extend(entry_values(row) for row in db.session.execute(query))
+    return found
+
+
+# The summary's columns, for CSV and XLSX (one row per OEM), with the XLSX headers.
+SUMMARY_COLUMNS = {
+    "year": ("年度", sheets.INTEGER),
+    "oem_org_id": ("整车企业编号", sheets.INTEGER),
+    "oem_name": ("整车企业名称", sheets.LONG_TEXT),
+    "oem_uscc": ("统一社会信用代码", sheets.TEXT),
+    "entries": ("条目数", sheets.INTEGER),
+    "total_amount": ("采购总额（元）", sheets.MONEY),
+    "near_shore_total": ("近岸采购总额 T（元）", sheets.MONEY),
+    "baseline": ("基数 B（元）", sheets.MONEY),
+    "baseline_source": ("基数来源", sheets.TEXT),
+    "increment": ("增量 I*（元）", sheets.MONEY),
+    "subsidy": ("补贴 S*（元）", sheets.MONEY),
+    "held": ("是否暂缓", sheets.BOOLEAN),
+    "increment_if_declared": ("申报基数后增量（元）", sheets.MONEY),
+    "subsidy_if_declared": ("申报基数后补贴（元）", sheets.MONEY),
+    "annual_cap": ("年度上限（元）", sheets.MONEY),
+    "cap_left": ("剩余额度（元）", sheets.MONEY),
+    "cap_reached": ("是否达到上限", sheets.BOOLEAN),
+    "policy_version": ("政策版本", sheets.INTEGER),
+    "consistent": ("核对一致", sheets.BOOLEAN),
+}
+
+
+def _summary_rows(summary: Mapping[str, Any]) -> Iterator[list[Any]]:
+    for item in summary["items"]:
+        values = {**item, "year": summary["year"]}
+        yield [values[name] for name in SUMMARY_COLUMNS]
+
+
+def summary_csv(summary: Mapping[str, Any]) -> str:
+    """A :func:`ledger_summary` as CSV: a UTF-8 BOM, the header, one row per OEM."""
+    buffer = io.StringIO()
+    buffer.write("\ufeff")
+    writer = csv.writer(buffer)
+    writer.writerow(SUMMARY_COLUMNS)
+    for row in _summary_rows(summary):
+        writer.writerow(
+            [_csv_cell(name, value) for name, value in zip(SUMMARY_COLUMNS, row, strict=True)]
+        )
+    return buffer.getvalue()
+
+
+def summary_xlsx(summary: Mapping[str, Any]) -> bytes:
+    """A :func:`ledger_summary` as XLSX: one row per OEM, then a 合计 row of the totals."""
+    workbook = sheets.new_workbook()
+    sheet = sheets.Sheet(workbook, "汇总", list(SUMMARY_COLUMNS.values()))
+    for row in _summary_rows(summary):
+        sheet.append(row)
+    totals = {**summary["totals"], "year": summary["year"], "oem_name": "合计"}
+    sheet.append(totals.get(name) for name in SUMMARY_COLUMNS)
+    return sheets.workbook_bytes(workbook)
 
 
 def _org_names(org_ids: set[int]) -> dict[int, tuple[str, str]]:

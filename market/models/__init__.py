@@ -16,6 +16,17 @@ from market.models.accounts import (
     User,
 )
 from market.models.checkpoints import CheckpointFailure, LedgerCheckpoint, LedgerTreeNode
+from market.models.claims import (
+    Claim,
+    ClaimKind,
+    ClaimLine,
+    ClaimState,
+    ClaimTransition,
+    EvidenceDocument,
+    EvidenceKind,
+    EvidenceRequest,
+    LineDecision,
+)
 from market.models.ledger import (
     DeclaredBaseline,
     EntryKind,
@@ -39,6 +50,12 @@ from market.models.marketplace import (
 from market.models.notifications import Notification, NotificationKind
 from market.models.outbox import OutboxEvent, OutboxStatus, OutboxTopic
 from market.models.suppliers import Capability, Certification, CertStatus, Site, SiteKind
+from market.models.webhooks import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 search_tokens.register(Organization, Demand)
 
@@ -51,11 +68,20 @@ __all__ = [
     "CertStatus",
     "Certification",
     "CheckpointFailure",
+    "Claim",
+    "ClaimKind",
+    "ClaimLine",
+    "ClaimState",
+    "ClaimTransition",
     "Confirmation",
     "DeclaredBaseline",
+    "DeliveryStatus",
     "Demand",
     "DemandState",
     "EntryKind",
+    "EvidenceDocument",
+    "EvidenceKind",
+    "EvidenceRequest",
     "IdempotencyRecord",
     "Invitation",
     "InvoiceReview",
@@ -63,6 +89,7 @@ __all__ = [
     "LedgerEntry",
     "LedgerTotal",
     "LedgerTreeNode",
+    "LineDecision",
     "Notification",
     "NotificationKind",
     "OrgKind",
@@ -84,4 +111,7 @@ __all__ = [
     "SiteKind",
     "SubsidyPolicy",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

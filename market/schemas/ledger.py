@@ -64,9 +64,11 @@ class LedgerQuerySchema(PageQuerySchema):
     export_format = fields.String(
         data_key="format",
         load_default="json",
-        validate=validate.OneOf(["json", "csv"]),
+        validate=validate.OneOf(["json", "csv", "xlsx"]),
         metadata={
-            "description": "json (pages, the default) or csv (all rows, streamed, UTF-8 with BOM)."
+            "description": "json: pages; csv: every matching entry, UTF-8 with a BOM; xlsx: "
+            "every matching entry in one sheet (台账明细), Chinese headers, amounts as numbers. "
+            "The exports ignore page and per_page."
         },
     )
 
@@ -124,6 +126,18 @@ class SummaryQuerySchema(StrictSchema):
     oem = fields.Integer(
         validate=validate.Range(min=1, max=2**31 - 1),
         metadata={"description": "Only the figures of this OEM organization."},
+    )
+
+
+class SummaryExportQuerySchema(SummaryQuerySchema):
+    export_format = fields.String(
+        data_key="format",
+        load_default="json",
+        validate=validate.OneOf(["json", "csv", "xlsx"]),
+        metadata={
+            "description": "json: the summary document; csv: one row per OEM, UTF-8 with a BOM; "
+            "xlsx: one row per OEM (Chinese headers, amounts as numbers) and a 合计 row."
+        },
     )
 
 

@@ -17,11 +17,14 @@ from market.models import OutboxEvent, OutboxTopic
 _PENDING_KEY = "outbox_pending"
 
 
-def emit(topic: OutboxTopic, aggregate_id: int, payload: dict[str, Any] | None = None) -> None:
+def emit(
+    topic: OutboxTopic, aggregate_id: int, payload: dict[str, Any] | None = None
+) -> OutboxEvent:
     """Record asynchronous work in the current transaction (published after commit)."""
     event = OutboxEvent(topic=topic, aggregate_id=aggregate_id, payload=payload or {})
     db.session.add(event)
     db.session.info.setdefault(_PENDING_KEY, []).append(event)
+    return event
 
 
 def commit() -> None:

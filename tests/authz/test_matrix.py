@@ -43,7 +43,11 @@ HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 CSRF_EXEMPT_PATHS = {"/api/v1/auth/login"}
 # Self-service routes every signed-in user may write to, auditors included; and the auditor's
 # own decisions (DESIGN.md v2: releasing or rejecting a purchase held for a duplicate invoice).
-AUDITOR_SELF_SERVICE = re.compile(r"^/api/v1/auth/|^/api/v1/purchases/[^/]+/review$")
+# Claims: taking one into review, requesting evidence, deciding purchases and the claim.
+AUDITOR_SELF_SERVICE = re.compile(
+    r"^/api/v1/auth/|^/api/v1/purchases/[^/]+/review$"
+    r"|^/api/v1/claims/[^/]+/(review|request-evidence|decisions|decide)$"
+)
 
 # Personas with credentials (the removed member's no longer work, but it tries them).
 WITH_CREDENTIALS = frozenset(PERSONAS) - {"anonymous"}
@@ -215,7 +219,7 @@ def _call(client: FlaskClient, world: World, rule: Rule, headers: dict[str, str]
 
 def _check(rule: Rule, persona: str, via: str, response: Any, url: str) -> None:
     status = response.status_code
-    body = response.get_data(as_text=True)[:300]
+    body = response.get_data()[:300].decode("utf-8", "replace")  # XLSX exports are bytes
     assert status < 500, f"{rule.method} {url} as {persona} ({via}): {status} {body}"
     if persona == "removed_member":
         # Removal ended its session and revoked its token: it is anonymous now.

@@ -30,12 +30,19 @@ from market.ledger import checkpoints
 from market.models import (
     ApiToken,
     AuthSession,
+    Claim,
+    ClaimKind,
+    ClaimState,
+    EvidenceDocument,
+    EvidenceKind,
     Invitation,
     OrgKind,
     OrgRole,
     OrgStatus,
     Quote,
     Role,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from market.passwords import hash_password
 from tests import factories
@@ -86,6 +93,60 @@ class World:
         return template
 
 
+def _webhook_of(organization_id: int) -> tuple[WebhookEndpoint, WebhookDelivery]:
+    """A webhook endpoint (nothing listens on port 9: attempts fail at once) and a delivery."""
+    from market.services.webhooks import new_secret, seal
+
+    endpoint = WebhookEndpoint(
+        organization_id=organization_id,
+        url="http://127.0.0.1:9/hook",
+        topics=["*"],
+        secret_sealed=seal(new_secret()),
+    )
+    factories.db.session.add(endpoint)
+    factories.db.session.flush()
+    delivery = WebhookDelivery(
+        endpoint_id=endpoint.id, event_id=1, event_kind="quote.received", body="{}"
+    )
+    factories.db.session.add(delivery)
+    factories.db.session.flush()
+    return endpoint, delivery
+
+
+# The smallest PNG the evidence check accepts (1×1), for tenant A's evidence document.
+TINY_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+
+
+def _claim_of(oem: Any, buyer: Any, purchase: Any) -> tuple[Any, Any]:
+    """Tenant A's draft claim for last year and a document on it (rows, not API calls)."""
+    claim = Claim(
+        oem_org_id=oem.id,
+        year=factories.business_today().year - 1,
+        kind=ClaimKind.PRIMARY,
+        state=ClaimState.DRAFT,
+        created_by_id=buyer.id,
+    )
+    factories.db.session.add(claim)
+    factories.db.session.flush()
+    evidence = EvidenceDocument(
+        claim_id=claim.id,
+        purchase_id=purchase.id,
+        kind=EvidenceKind.INVOICE,
+        filename="invoice.png",
+        content_type="image/png",
+        size=len(TINY_PNG),
+        sha256=hashlib.sha256(TINY_PNG).hexdigest(),
+        content=TINY_PNG,
+        uploaded_by_id=buyer.id,
+    )
+    factories.db.session.add(evidence)
+    factories.db.session.flush()
+    return claim, evidence
+
+
 def build_world() -> World:
     world = World()
     oem_a = factories.make_org(OrgKind.OEM)
@@ -134,6 +195,7 @@ def build_world() -> World:
         user.password_hash = fast_hash
     factories.db.session.flush()
     checkpoint = checkpoints.checkpoint_now()  # signed, for the auditors' routes to read
+    claim_a, evidence_a = _claim_of(oem_a, users["buyer_a"], purchase_a)
     raw_tokens = {name: factories.make_token(u) for name, u in users.items()}
     # A browser session per persona (what POST /auth/login leaves behind).
     session_keys = {name: f"matrix-session-{name}" for name in users}
@@ -152,6 +214,7 @@ def build_world() -> World:
     )
     factories.db.session.add(invitation_a)
     factories.db.session.flush()
+    webhook_endpoint_a, webhook_delivery_a = _webhook_of(oem_a.id)
     # The session token a removed member's cookie still carries, from before the removal.
     removed_session_token = users["removed_member"].session_token
     removed = users["removed_member"]
@@ -192,6 +255,10 @@ def build_world() -> World:
         "org_suspended": org_suspended,
         "authority_a": authority_a,
         "invitation_a": invitation_a,
+        "webhook_endpoint_a": webhook_endpoint_a,
+        "webhook_delivery_a": webhook_delivery_a,
+        "claim_a": claim_a,
+        "evidence_a": evidence_a,
     } | tokens
     world.objects = named | {f"user_{k}": v for k, v in users.items()}
     world.ids = {name: obj.id for name, obj in world.objects.items()}
