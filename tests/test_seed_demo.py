@@ -21,6 +21,9 @@ from market.models import (
     Capability,
     Certification,
     CertStatus,
+    Claim,
+    ClaimLine,
+    ClaimState,
     DeclaredBaseline,
     Demand,
     DemandState,
@@ -41,6 +44,7 @@ from market.models import (
 )
 from market.passwords import verify_password
 from market.schemas.suppliers import city_code_errors
+from market.services import claims
 from market.services.suppliers import certification_levels, check_site_location
 from tests import factories
 
@@ -175,8 +179,9 @@ def test_seed_demo_builds_a_plausible_world(app, db_session):
     # Bulk seeding skips the outbox (a reindex indexes everything); the demo buyer's business
     # went through the services, so its ledger rows are there, all done by the time it ended.
     added = db_session.scalars(select(OutboxEvent).order_by(OutboxEvent.id).offset(outbox)).all()
-    assert added and {row.topic for row in added} <= LEDGER_TOPICS
-    assert {row.status for row in added} == {OutboxStatus.DONE}
+    ledger_rows = [row for row in added if row.topic in LEDGER_TOPICS]
+    assert ledger_rows and {row.status for row in ledger_rows} == {OutboxStatus.DONE}
+    assert OutboxTopic.SEARCH_SYNC not in {row.topic for row in added}
     assert "near-shore" in result.stdout and "cancelled" in result.stdout
 
 
@@ -259,6 +264,18 @@ def test_the_demo_buyer_has_confirmed_purchases_a_baseline_and_a_verified_ledger
     assert last_of_previous.subsidy_total > 0
     assert summary.previous_year_subsidy == last_of_previous.subsidy_total
     assert ledger.verify_chain().ok
+
+    # The buyer filed and submitted the previous year's claim; the demo auditor sees it.
+    [claim] = db_session.scalars(select(Claim).where(Claim.oem_org_id == oem)).all()
+    assert (claim.year, claim.state) == (previous, ClaimState.SUBMITTED)
+    assert claim.claimed_amount == last_of_previous.subsidy_total
+    lines = db_session.scalars(select(ClaimLine.purchase_id).where(ClaimLine.claim_id == claim.id))
+    assert set(lines) == {
+        e.purchase_id for e in near if e.year == previous and e.purchase_id != cancelled.id
+    }
+    assert summary.claim_id == claim.id
+    auditor = db_session.scalar(select(User).where(User.email == "auditor@demo.test"))
+    assert claims.find_claim(auditor, claim.id).id == claim.id
 
     # The ledger is never deleted from: --reset refuses and names --fresh; nothing changed.
     size = count(db_session, LedgerEntry)

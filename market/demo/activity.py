@@ -11,7 +11,8 @@ of ``buyer@demo.test`` (GAC Honda, the Huangpu plant):
   confirmed then cancelled (the ledger reverses it);
 - a declared baseline for the year before the previous one (the OEM joined the platform this
   year, so without it the previous year's subsidy would be held);
-- a submitted claim for the previous year, when the claims service exists.
+- a claim for the previous year, filed and submitted by the buyer (under a signed
+  checkpoint), waiting for ``auditor@demo.test``.
 
 Each use case commits on its own, like a request. Whatever the job mode, the ledger's outbox
 rows are drained before this returns, so the ledger is complete when ``seed-demo`` ends.
@@ -31,9 +32,10 @@ from market.clock import business_today
 from market.demo.world import DemoWorld
 from market.extensions import db
 from market.models import Capability, EntryKind, LedgerEntry, Organization, Site, User
+from market.schemas.claims import ClaimCreateSchema
 from market.schemas.ledger import BaselineCreateSchema
 from market.schemas.marketplace import PurchaseCreateSchema
-from market.services import policies
+from market.services import claims, policies
 from market.services import purchases as purchase_service
 from workers.outbox import drain
 
@@ -70,6 +72,7 @@ def business(world: DemoWorld, rng: random.Random) -> None:
     for n, planned in enumerate(plan, start=1):
         _record_and_confirm(world, planned, plant, n)
     settle_ledger()
+    submit_claim(world, today.year - 1)
     _tally(world, oem_id, today.year - 1)
 
 
@@ -186,6 +189,17 @@ def settle_ledger() -> None:
     """Run the ledger's outbox rows now (inline mode already has; with RQ this does not wait
     for a worker), so the entries exist when the command ends."""
     drain("ledger")
+
+
+def submit_claim(world: DemoWorld, year: int) -> None:
+    """The buyer files the previous year's claim and submits it: its figures and lines are
+    frozen under a signed checkpoint, and it waits in ``auditor@demo.test``'s queue."""
+    buyer = world.users["buyer"]
+    data = ClaimCreateSchema().load({"year": year, "note": "Near-shore subsidy claim (demo)."})
+    claim = claims.claim_create(buyer, data)
+    claim = claims.claim_submit(buyer, claim.id, "All purchases confirmed by the suppliers.")
+    world.summary.claim_id = claim.id
+    world.summary.claim_state = claim.state.value
 
 
 def _tally(world: DemoWorld, oem_id: int, previous_year: int) -> None:
