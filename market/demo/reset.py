@@ -6,18 +6,20 @@ other tables that point at them are found through the foreign keys (nullable ref
 the others deleted), so a table added later does not break ``--reset``.
 
 The ledger is never deleted from, not even for a demo: its entries are append-only (the
-application's database role may not DELETE them) and an auditor's checkpoints cover them. So a
-demo world whose purchases reached the ledger is not reset — ``--reset`` refuses and names
-``--fresh``, which builds the demo in a new database. A world seeded with ``--no-purchases``
-has nothing in the ledger and can be reset.
+application's database role may not DELETE them) and an auditor's checkpoints cover them; so
+are a claim's history and evidence. A demo world that such rows name is not reset: ``--reset``
+refuses and names ``--fresh``, which builds the demo in a new database. A world seeded with
+``--no-purchases`` has nothing in the ledger and can be reset.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import Column, Table, delete, exists, func, or_, select, update
 
+from market.database_roles import APPEND_ONLY_TABLES
 from market.demo.names import DEMO_EMAIL_DOMAIN, DEMO_USCC_LIKE
 from market.errors import Conflict
 from market.extensions import db
@@ -28,7 +30,6 @@ from market.models import (
     DeclaredBaseline,
     Demand,
     IdempotencyRecord,
-    LedgerEntry,
     Organization,
     Purchase,
     Quote,
@@ -58,24 +59,23 @@ def demo_world_exists() -> bool:
     )
 
 
-def ledger_entries_of_demo() -> int:
-    """How many ledger entries name a demo organization (as the OEM or the supplier)."""
-    orgs = _demo_orgs()
-    counted = db.session.scalar(
-        select(func.count())
-        .select_from(LedgerEntry)
-        .where(or_(LedgerEntry.oem_org_id.in_(orgs), LedgerEntry.supplier_org_id.in_(orgs)))
+def append_only_rows_of_demo() -> int:
+    """How many rows of the append-only tables (the ledger, a claim's history and evidence)
+    name a demo organization, user or site."""
+    return sum(
+        db.session.scalar(select(func.count()).select_from(table).where(column.in_(demo_ids))) or 0
+        for table, column, demo_ids in _references(_demo_orgs(), _demo_users())
+        if table.name in APPEND_ONLY_TABLES
     )
-    return counted or 0
 
 
 def delete_demo_world() -> None:
-    """Remove the previous demo world (children first); refused if the ledger names it."""
-    counted = ledger_entries_of_demo()
+    """Remove the previous demo world (children first); refused if append-only rows name it."""
+    counted = append_only_rows_of_demo()
     if counted:
         raise Conflict(
-            f"The demo world has {counted} ledger entries, and the ledger is never deleted "
-            "from: build a new demo database with --fresh instead of --reset."
+            f"The ledger and the claims' history hold {counted} rows of the demo world and are "
+            "never deleted from: build a new demo database with --fresh instead of --reset."
         )
     for statement in _deletions(_demo_orgs(), _demo_users()):
         db.session.execute(statement.execution_options(synchronize_session=False))
@@ -121,29 +121,37 @@ HANDLED_TABLES = frozenset(
     {
         "organizations", "users", "sites", "capabilities", "certifications", "demands", "quotes",
         "purchases", "idempotency_records", "api_tokens", "security_events",
-        "declared_baselines", "ledger_entries",
+        "declared_baselines",
     }
 )  # fmt: skip
 
 
-def _other_references(orgs: Any, users: Any) -> list[Any]:
-    """Rows of other tables (e.g. notifications) that point at demo organizations, users or
-    sites: nullable references are cleared, the other rows deleted, so the demo rows can go."""
+def _references(orgs: Any, users: Any) -> Iterator[tuple[Table, Column[Any], Any]]:
+    """(table, column, demo ids) of every foreign key of the tables not handled by name that
+    points at organizations, users or sites."""
     sites = select(Site.id).where(Site.organization_id.in_(orgs))
     targets = {"organizations": orgs, "users": users, "sites": sites}
-    statements: list[Any] = []
     for table in db.metadata.sorted_tables:
         if table.name in HANDLED_TABLES:
             continue
         for key in table.foreign_keys:
             demo_ids = targets.get(key.column.table.name)
-            if demo_ids is None:
-                continue
-            column = key.parent
-            if column.nullable:
-                statements.append(
-                    table.update().where(column.in_(demo_ids)).values({column.name: None})
-                )
-            else:
-                statements.append(table.delete().where(column.in_(demo_ids)))
+            if demo_ids is not None:
+                yield table, key.parent, demo_ids
+
+
+def _other_references(orgs: Any, users: Any) -> list[Any]:
+    """Rows of other tables (e.g. notifications) that point at demo organizations, users or
+    sites: nullable references are cleared, the other rows deleted, so the demo rows can go.
+    Append-only tables are left alone (the reset was refused if they name the demo)."""
+    statements: list[Any] = []
+    for table, column, demo_ids in _references(orgs, users):
+        if table.name in APPEND_ONLY_TABLES:
+            continue
+        if column.nullable:
+            statements.append(
+                table.update().where(column.in_(demo_ids)).values({column.name: None})
+            )
+        else:
+            statements.append(table.delete().where(column.in_(demo_ids)))
     return statements
