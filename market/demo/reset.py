@@ -62,10 +62,13 @@ def demo_world_exists() -> bool:
 def append_only_rows_of_demo() -> int:
     """How many rows of the append-only tables (the ledger, a claim's history and evidence)
     name a demo organization, user or site."""
+    conditions: dict[Table, list[Any]] = {}
+    for table, column, demo_ids in _references(_demo_orgs(), _demo_users()):
+        if table.name in APPEND_ONLY_TABLES:
+            conditions.setdefault(table, []).append(column.in_(demo_ids))
     return sum(
-        db.session.scalar(select(func.count()).select_from(table).where(column.in_(demo_ids))) or 0
-        for table, column, demo_ids in _references(_demo_orgs(), _demo_users())
-        if table.name in APPEND_ONLY_TABLES
+        db.session.scalar(select(func.count()).select_from(table).where(or_(*where))) or 0
+        for table, where in conditions.items()
     )
 
 
