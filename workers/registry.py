@@ -10,6 +10,7 @@ HANDLER_MODULES: tuple[str, ...] = (
     "search.sync",  # search.sync: upsert a supplier's document
     "workers.ledger",  # ledger.record / ledger.reverse: append to the near-shore ledger
     "workers.events",  # event.dispatch: give an event to every sink (inbox, email, webhooks)
+    "workers.notifications",  # the inbox sink; email.send: SMTP or an .eml file
 )
 
 

@@ -36,7 +36,12 @@ from market.models.marketplace import (
     Quote,
     QuoteStatus,
 )
-from market.models.notifications import Notification, NotificationKind
+from market.models.notifications import (
+    EmailDelivery,
+    InboxNotification,
+    NoticeKey,
+    NotificationPreference,
+)
 from market.models.outbox import OutboxEvent, OutboxStatus, OutboxTopic
 from market.models.suppliers import Capability, Certification, CertStatus, Site, SiteKind
 
@@ -55,16 +60,18 @@ __all__ = [
     "DeclaredBaseline",
     "Demand",
     "DemandState",
+    "EmailDelivery",
     "EntryKind",
     "IdempotencyRecord",
+    "InboxNotification",
     "Invitation",
     "InvoiceReview",
     "LedgerCheckpoint",
     "LedgerEntry",
     "LedgerTotal",
     "LedgerTreeNode",
-    "Notification",
-    "NotificationKind",
+    "NoticeKey",
+    "NotificationPreference",
     "OrgKind",
     "OrgRole",
     "OrgStatus",
