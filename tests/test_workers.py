@@ -34,9 +34,9 @@ from market.ledger.append import LEDGER_LOCK_KEY
 from market.models import (
     CertStatus,
     EntryKind,
+    InboxNotification,
     LedgerEntry,
-    Notification,
-    NotificationKind,
+    NoticeKey,
     Organization,
     OrgKind,
     OutboxEvent,
@@ -272,6 +272,7 @@ def test_policy_and_baseline_cli(fresh, app):
 def test_certification_expiry_notices_and_search_resync(fresh):
     today = date(2026, 6, 1)
     supplier = factories.make_org()
+    member = factories.make_user(supplier)
     version = supplier.version
     in_90 = factories.make_certification(supplier, valid_until=today + timedelta(days=90))
     in_45 = factories.make_certification(supplier, valid_until=today + timedelta(days=45))
@@ -282,17 +283,22 @@ def test_certification_expiry_notices_and_search_resync(fresh):
         supplier, valid_until=today + timedelta(days=10), status=CertStatus.REVOKED
     )
     assert warn_expiring_certifications(today) == {"warned": 3, "expired": 1}
+    # The events reached the supplier's member's inbox (jobs run inline after the commit).
     notes = {
         n.subject_id: n
         for n in db.session.scalars(
-            select(Notification).where(Notification.organization_id == supplier.id)
+            select(InboxNotification).where(InboxNotification.user_id == member.id)
         )
     }
     assert set(notes) == {in_90.id, in_45.id, in_0.id, expired.id}
     assert later.id not in notes and revoked.id not in notes
-    assert notes[in_90.id].dedupe_key.endswith(":90") and notes[in_45.id].dedupe_key.endswith(":60")
-    assert notes[in_0.id].dedupe_key.endswith(":30") and "in 0 days" in notes[in_0.id].message
-    assert notes[expired.id].kind is NotificationKind.CERTIFICATION_EXPIRED
+    keys = set(db.session.scalars(select(NoticeKey.key)))
+    assert f"certification-expiring:{in_90.id}:{in_90.valid_until}:90" in keys
+    assert f"certification-expiring:{in_45.id}:{in_45.valid_until}:60" in keys
+    assert f"certification-expiring:{in_0.id}:{in_0.valid_until}:30" in keys
+    assert notes[in_0.id].data["days_left"] == 0
+    assert notes[in_0.id].kind == "certification.expiring"
+    assert notes[expired.id].kind == "certification.expired"
     sync = db.session.scalars(
         select(OutboxEvent).where(OutboxEvent.topic == OutboxTopic.SEARCH_SYNC)
     ).all()
@@ -300,6 +306,9 @@ def test_certification_expiry_notices_and_search_resync(fresh):
     assert db.session.get(Organization, supplier.id).version == version + 1
     # Idempotent: a second run (or a second scheduler) notifies nobody again.
     assert warn_expiring_certifications(today) == {"warned": 0, "expired": 0}
+    assert len(notes) == db.session.scalar(
+        select(func.count(InboxNotification.id)).where(InboxNotification.user_id == member.id)
+    )
     # Thirty days later: 60, 15 and 61 days left (the 60, 30 and 90-day notices); one expired.
     assert warn_expiring_certifications(today + timedelta(days=30)) == {"warned": 3, "expired": 1}
 

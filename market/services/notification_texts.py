@@ -63,9 +63,9 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
         EN: ("{subject}{label} rejected", "The certificate was rejected: {reason}"),
     },
     "demand.published": {
-        ZH: ("新需求{label}与您匹配", "一项您有资格报价的需求已发布。"),
+        ZH: ("新的匹配需求:{subject}{label}", "一项您有资格报价的需求已发布。"),
         EN: (
-            "A new demand{label} matches you",
+            "New matching demand: {subject}{label}",
             "A demand you are eligible to quote for was published.",
         ),
     },
