@@ -58,7 +58,7 @@ class Inbox:
     messages: list[EmailMessage] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.original_content, policy=default_policy)
         with self.lock:
             self.messages.append(message)  # type: ignore[arg-type]
@@ -332,7 +332,10 @@ def test_email_off_means_no_email_row_and_inbox_off_no_inbox_row(client, market,
     mine = market.headers(market.supplier_user)
     changed = client.put(
         "/api/v1/notifications/preferences",
-        json={"locale": "en", "kinds": [{"kind": "purchase.awaiting_confirmation", "email": False}]},
+        json={
+            "locale": "en",
+            "kinds": [{"kind": "purchase.awaiting_confirmation", "email": False}],
+        },
         headers=mine,
     )
     assert changed.status_code == 200, changed.get_json()
