@@ -30,6 +30,7 @@ from market.ledger import checkpoints
 from market.models import (
     ApiToken,
     AuthSession,
+    InboxNotification,
     Invitation,
     OrgKind,
     OrgRole,
@@ -151,6 +152,16 @@ def build_world() -> World:
         expires_at=datetime.now(UTC) + timedelta(days=7),
     )
     factories.db.session.add(invitation_a)
+    # A notification in buyer A's inbox (its own only: even member_a's is another's).
+    notification_a = InboxNotification(
+        user_id=users["buyer_a"].id,
+        organization_id=oem_a.id,
+        kind="purchase.recorded",
+        subject_type="purchase",
+        subject_id=purchase_a.id,
+        data={"purchase_id": purchase_a.id, "near_shore": True},
+    )
+    factories.db.session.add(notification_a)
     factories.db.session.flush()
     # The session token a removed member's cookie still carries, from before the removal.
     removed_session_token = users["removed_member"].session_token
@@ -192,6 +203,7 @@ def build_world() -> World:
         "org_suspended": org_suspended,
         "authority_a": authority_a,
         "invitation_a": invitation_a,
+        "notification_a": notification_a,
     } | tokens
     world.objects = named | {f"user_{k}": v for k, v in users.items()}
     world.ids = {name: obj.id for name, obj in world.objects.items()}
