@@ -324,6 +324,8 @@ def test_preferences_defaults_and_validation(client, market):
         "/api/v1/notifications/preferences", json={"locale": "fr"}, headers=mine
     )
     assert bad_locale.status_code == 422 and "locale" in bad_locale.get_json()["error"]["fields"]
+    empty = client.put("/api/v1/notifications/preferences", json={}, headers=mine)
+    assert empty.status_code == 422 and "kinds" in empty.get_json()["error"]["fields"]
     assert client.get("/api/v1/notifications/preferences", headers=mine).get_json() == got
 
 

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from market.schemas import PageQuerySchema, StrictSchema
 from market.services.events import EventKind
 from market.services.notifications import LOCALES
 
 KINDS = [kind.value for kind in EventKind]
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only (marshmallow's Boolean also takes 1, "yes", "on"...)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
 
 
 class InboxQuerySchema(PageQuerySchema):
@@ -46,8 +57,8 @@ class KindChoiceSchema(StrictSchema):
         validate=validate.OneOf(KINDS),
         metadata={"description": "An event kind (every kind is listed by GET)."},
     )
-    inbox = fields.Boolean(metadata={"description": "Keep this kind in your inbox."})
-    email = fields.Boolean(metadata={"description": "Also send this kind to you by email."})
+    inbox = StrictBoolean(metadata={"description": "Keep this kind in your inbox."})
+    email = StrictBoolean(metadata={"description": "Also send this kind to you by email."})
 
 
 class PreferencesSchema(Schema):
@@ -65,10 +76,16 @@ class PreferencesUpdateSchema(StrictSchema):
     )
     kinds = fields.List(
         fields.Nested(KindChoiceSchema),
-        load_default=list,
         validate=validate.Length(max=len(KINDS) * 2),
         metadata={
             "description": "The kinds to change (inbox and/or email); kinds not listed keep "
             "their choice."
         },
     )
+
+    @validates_schema
+    def _something_to_change(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "locale" not in data and "kinds" not in data:
+            raise ValidationError(
+                "Give locale and/or kinds (the kinds to change).", field_name="kinds"
+            )
