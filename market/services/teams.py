@@ -212,22 +212,28 @@ def invitation_create(
     if not notifications.mail_enabled():
         commit()
         return invitation, raw, link
-    # Mailed to the invitee (through the outbox: a down SMTP server never fails the invite),
-    # and not shown to the admin: only the holder of the mailbox can accept.
+    _mail_invitation(actor, organization, invitation, link)
+    commit()
+    return invitation, None, None
+
+
+def _mail_invitation(
+    actor: User, organization: Organization, invitation: Invitation, link: str
+) -> None:
+    """Mail the link to the invitee (through the outbox: a down SMTP server never fails the
+    invitation); it is not shown to the admin, so only the holder of the mailbox can accept."""
     emit(
         OutboxTopic.EMAIL_SEND,
         invitation.id,
         notifications.invitation_email(
-            to=email,
+            to=invitation.email,
             organization=organization.legal_name,
             inviter=actor.display_name or actor.email,
-            org_role=org_role.value,
+            org_role=invitation.org_role.value,
             link=link,
             expires_at=invitation.expires_at,
         ),
     )
-    commit()
-    return invitation, None, None
 
 
 def invitation_list(actor: User, organization_id: int, *, page: int, per_page: int) -> Page:
