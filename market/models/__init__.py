@@ -47,7 +47,12 @@ from market.models.marketplace import (
     Quote,
     QuoteStatus,
 )
-from market.models.notifications import Notification, NotificationKind
+from market.models.notifications import (
+    EmailDelivery,
+    InboxNotification,
+    NoticeKey,
+    NotificationPreference,
+)
 from market.models.outbox import OutboxEvent, OutboxStatus, OutboxTopic
 from market.models.suppliers import Capability, Certification, CertStatus, Site, SiteKind
 from market.models.webhooks import (
@@ -78,11 +83,13 @@ __all__ = [
     "DeliveryStatus",
     "Demand",
     "DemandState",
+    "EmailDelivery",
     "EntryKind",
     "EvidenceDocument",
     "EvidenceKind",
     "EvidenceRequest",
     "IdempotencyRecord",
+    "InboxNotification",
     "Invitation",
     "InvoiceReview",
     "LedgerCheckpoint",
@@ -90,8 +97,8 @@ __all__ = [
     "LedgerTotal",
     "LedgerTreeNode",
     "LineDecision",
-    "Notification",
-    "NotificationKind",
+    "NoticeKey",
+    "NotificationPreference",
     "OrgKind",
     "OrgRole",
     "OrgStatus",

@@ -127,6 +127,8 @@ class User(Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # The language of the email sent to them (zh-CN or en); the inbox follows Accept-Language.
+    locale: Mapped[str] = mapped_column(String(8), default="zh-CN", server_default="zh-CN")
 
     organization: Mapped[Organization | None] = relationship(back_populates="users")
     authority: Mapped[Authority | None] = relationship(back_populates="auditors")

@@ -61,6 +61,7 @@ from market.models import (
 from market.permissions import auditor_city_prefixes, jurisdiction_condition, require_active_org
 from market.schemas.marketplace import PurchaseRecordedSchema
 from market.services import idempotency
+from market.services.events import EventKind, emit_event
 from market.services.pagination import Page, order_by, paginate
 from market.services.unit_of_work import commit, emit, rollback
 
@@ -312,6 +313,25 @@ def _parties(user: User, data: dict[str, Any]) -> tuple[Organization, Organizati
     return (own, other, party) if party is PurchaseParty.OEM else (other, own, party)
 
 
+def _announce_awaiting(purchase: Purchase, creator: Organization) -> None:
+    """Tell the other party a purchase waits for its confirmation (with the write)."""
+    other = purchase.supplier_org_id if creator.id == purchase.oem_org_id else purchase.oem_org_id
+    emit_event(
+        EventKind.PURCHASE_AWAITING_CONFIRMATION,
+        organization_id=other,
+        subject_type="purchase",
+        subject_id=purchase.id,
+        data={
+            "purchase_id": purchase.id,
+            "counterparty": creator.legal_name,
+            "invoice_number": purchase.invoice_number,
+            "amount": format(purchase.amount, "f"),
+            "purchased_on": purchase.purchased_on.isoformat(),
+            "category": purchase.category,
+        },
+    )
+
+
 def record_purchase(
     user: User, data: dict[str, Any], idempotency_key: str | None = None
 ) -> idempotency.StoredResponse:
@@ -355,6 +375,7 @@ def record_purchase(
             created_by_party=party,
         )
         purchase.oem, purchase.supplier = oem, supplier
+        _announce_awaiting(purchase, creator=oem if party is PurchaseParty.OEM else supplier)
         body = PurchaseRecordedSchema().dump(with_subsidy_preview(purchase, user))
         if request:
             idempotency.remember(request, 201, body)
