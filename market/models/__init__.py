@@ -16,6 +16,7 @@ from market.models.accounts import (
     User,
 )
 from market.models.checkpoints import CheckpointFailure, LedgerCheckpoint, LedgerTreeNode
+from market.models.insights import DeclaredVehicleOutput, Delivery
 from market.models.ledger import (
     DeclaredBaseline,
     EntryKind,
@@ -53,6 +54,8 @@ __all__ = [
     "CheckpointFailure",
     "Confirmation",
     "DeclaredBaseline",
+    "DeclaredVehicleOutput",
+    "Delivery",
     "Demand",
     "DemandState",
     "EntryKind",
