@@ -180,11 +180,10 @@ def _labels(by: str, keys: set[Any]) -> dict[Any, str]:
         rows = db.session.execute(
             select(Organization.id, Organization.legal_name).where(Organization.id.in_(keys))
         )
-        return dict(rows.tuples())
+        return {org_id: name for org_id, name in rows}
     if by == "plant" and keys:
-        return dict(
-            db.session.execute(select(Site.id, Site.name).where(Site.id.in_(keys))).tuples()
-        )
+        sites = db.session.execute(select(Site.id, Site.name).where(Site.id.in_(keys)))
+        return {site_id: name for site_id, name in sites}
     if by == "city":
         return {code: city.name_zh for code in keys if (city := refdata.cities().get(code))}
     if by == "category":
