@@ -231,3 +231,45 @@ def test_who_sees_a_scorecard(client, market):
     text = client.get(url + "?format=csv", headers=admin).get_data(as_text=True)
     (row,) = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
     assert row["on_time_rate"] == "" and row["reason"] == "no deliveries recorded"
+
+
+def test_a_demand_opting_in_ranks_by_the_recorded_performance(client, market):
+    """Through the API on the database backend: two suppliers at the same distance and tier;
+    a delivery record for one of them reorders an opted-in demand, not a default one."""
+    rival = factories.make_org(city_code="440300")
+    factories.make_site(rival, at=SHENZHEN)
+    for supplier in (market["supplier"], rival):
+        factories.make_capability(supplier, "chassis.braking.foundation")
+    buyer = market["buyer"]
+    ids = {}
+    for opt_in in (False, True):
+        response = client.post(
+            "/api/v1/demands",
+            json={
+                "plant_id": market["plant"].id,
+                "category": "chassis",
+                "title": "Calipers",
+                "quantity": 100,
+                "unit": "pcs",
+                "need_by": (TODAY + timedelta(days=30)).isoformat(),
+                "rank_by_performance": opt_in,
+            },
+            headers=buyer,
+        )
+        assert response.status_code == 201, response.get_json()
+        assert response.get_json()["rank_by_performance"] is opt_in
+        ids[opt_in] = response.get_json()["id"]
+        assert (
+            client.post(f"/api/v1/demands/{ids[opt_in]}/publish", headers=buyer).status_code == 200
+        )
+
+    def ranking(opt_in):
+        page = client.get(f"/api/v1/demands/{ids[opt_in]}/matches", headers=buyer).get_json()
+        return [(m["supplier"]["id"], m["performance_factor"]) for m in page["items"]]
+
+    first, second = sorted([market["supplier"].id, rival.id])
+    assert ranking(True) == [(first, 0.75), (second, 0.75)]  # neutral: by id
+    # A late, partly rejected delivery from market["supplier"]: f_p = 0.5 + 0 + 0.25 × 0.5.
+    assert post(client, market, body(TODAY - timedelta(days=1), TODAY, 50, 50)).status_code == 201
+    assert ranking(True) == [(rival.id, 0.75), (market["supplier"].id, 0.625)]
+    assert ranking(False) == [(first, 1.0), (second, 1.0)]  # the default is unchanged
