@@ -87,7 +87,7 @@ def kpis(client, headers, query=""):
 def test_near_shore_ratio_is_exact_and_reconciles_with_the_ledger_summary(client, world):
     body = kpis(client, world["buyer_a"])
     (item,) = body["items"]
-    assert item["key"] == world["oem_a"].id and item["label"] == "广汽测试"
+    assert item["key"] == str(world["oem_a"].id) and item["label"] == "广汽测试"
     assert item["near_shore_ratio"] == {
         "value": "0.2500",
         "reason": None,
@@ -100,8 +100,9 @@ def test_near_shore_ratio_is_exact_and_reconciles_with_the_ledger_summary(client
         mine = kpis(client, headers)
         by_oem = {i["key"]: i["near_shore_ratio"] for i in mine["items"]}
         for row in summary["items"]:
-            assert by_oem[row["oem_org_id"]]["near_shore_amount"] == row["near_shore_total"]
-            assert by_oem[row["oem_org_id"]]["total_amount"] == row["total_amount"]
+            mine_row = by_oem[str(row["oem_org_id"])]
+            assert mine_row["near_shore_amount"] == row["near_shore_total"]
+            assert mine_row["total_amount"] == row["total_amount"]
         totals = mine["totals"]["near_shore_ratio"]
         assert totals["near_shore_amount"] == summary["totals"]["near_shore_total"]
         assert totals["total_amount"] == summary["totals"]["total_amount"]
@@ -114,7 +115,7 @@ def test_groupings_by_plant_city_and_category(client, world):
     assert [i["label"] for i in by_category["items"]] == ["车身系统", "底盘系统"]
     by_plant = kpis(client, world["buyer_a"], "by=plant")
     assert [(i["key"], i["label"]) for i in by_plant["items"]] == [
-        (world["plant_a"].id, "番禺工厂")
+        (str(world["plant_a"].id), "番禺工厂")
     ]
     by_city = kpis(client, world["admin"], "by=city")
     assert [i["key"] for i in by_city["items"]] == ["440100"]
@@ -170,7 +171,7 @@ def test_vehicle_ratio_against_the_declared_output(client, world):
     # OEM B (Hunan parts only): no Guangdong parts, no declaration: no data.
     body = kpis(client, world["admin"])
     by_oem = {i["key"]: i["vehicle_ratio"] for i in body["items"]}
-    assert by_oem[world["oem_b"].id]["value"] is None
+    assert by_oem[str(world["oem_b"].id)]["value"] is None
     # Totals: over the OEMs with a declaration only.
     assert body["totals"]["vehicle_ratio"]["value"] == "1.0000"
 
@@ -285,15 +286,15 @@ def test_who_sees_which_kpis(client, world):
     assert client.get("/api/v1/insights/kpis", headers=supplier).status_code == 403
     # Buyers see their own OEM whatever they ask for.
     other = kpis(client, world["buyer_b"], f"oem={world['oem_a'].id}")
-    assert [i["key"] for i in other["items"]] == [world["oem_b"].id]
+    assert [i["key"] for i in other["items"]] == [str(world["oem_b"].id)]
     shantou = factories.auth(
         factories.make_user(role=Role.AUDITOR, authority=factories.make_authority(["440500"]))
     )
     assert kpis(client, shantou)["items"] == []
     province = factories.auth(factories.make_user(role=Role.AUDITOR))
     assert {i["key"] for i in kpis(client, province)["items"]} == {
-        world["oem_a"].id,
-        world["oem_b"].id,
+        str(world["oem_a"].id),
+        str(world["oem_b"].id),
     }
 
 

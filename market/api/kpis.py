@@ -293,6 +293,7 @@ def _scorecard_row(card: dict[str, Any]) -> dict[str, Any]:
 @blp.arguments(ScorecardQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, ScorecardSchema)
 @csv_alternative
+@blp.alt_response(403, description="Your organization is pending, suspended or not an OEM.")
 def scorecard(args: dict[str, Any], org_id: int) -> Any:
     """A supplier's on-time and quality rates, and its ranking factor.
 

@@ -124,8 +124,8 @@ class KpiFiguresSchema(Schema):
 
 
 class KpiItemSchema(KpiFiguresSchema):
-    key = fields.Raw(
-        metadata={"description": "OEM id, plant id, city code or category slug", "type": "string"}
+    key = fields.String(
+        metadata={"description": "OEM id, plant id (as text), city code or category slug"}
     )
     label = fields.String()
 

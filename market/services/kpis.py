@@ -255,7 +255,7 @@ def kpis(user: User, year: int | None, by: str, oem: int | None = None) -> dict[
     labels = _labels(by, set(groups))
     items = [
         {
-            "key": key,
+            "key": str(key),
             "label": labels.get(key, str(key)),
             "near_shore_ratio": _near_shore(sums),
             "vehicle_ratio": _vehicle_of(sums, by, outputs),
@@ -293,7 +293,7 @@ def vehicle_output_declare(data: dict[str, Any], *, by: User | None) -> Declared
         raise ValidationFailed(fields={"oem_org_id": ["No OEM organization has this id."]})
     if not FIRST_YEAR <= year <= business_year():
         raise ValidationFailed(
-            fields={"year": [f"Must be a year from {FIRST_YEAR} to {business_year()}."]}
+            fields={"year": ["Must be a year from 2000 up to the current year."]}
         )
     declared = db.session.scalar(
         select(DeclaredVehicleOutput)

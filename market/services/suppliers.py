@@ -286,7 +286,7 @@ def _domestic_origin(category: str, flag: bool) -> bool:
     """The domestic-origin flag exists for automotive chips only (chip-localisation KPI)."""
     if flag and not (category == CHIPS or category.startswith(CHIPS + ".")):
         raise ValidationFailed(
-            fields={"domestic_origin": [f"Only capabilities under {CHIPS} have a domestic origin."]}
+            fields={"domestic_origin": ["Only capabilities under ic.chips have a domestic origin."]}
         )
     return flag
 
