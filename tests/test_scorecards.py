@@ -273,3 +273,16 @@ def test_a_demand_opting_in_ranks_by_the_recorded_performance(client, market):
     assert post(client, market, body(TODAY - timedelta(days=1), TODAY, 50, 50)).status_code == 201
     assert ranking(True) == [(rival.id, 0.75), (market["supplier"].id, 0.625)]
     assert ranking(False) == [(first, 1.0), (second, 1.0)]  # the default is unchanged
+
+
+def test_the_periodic_refresh_follows_the_moving_window(client, market):
+    # One late delivery 30 days ago: scored by the job (no delivery was recorded through the API).
+    add(market, TODAY - timedelta(days=40), TODAY - timedelta(days=30), 10, 0)
+    assert deliveries.refresh_performance_job() == {"changed": 1}
+    assert market["supplier"].performance_bp == 7500  # 0.5 + 0 + 0.25
+    assert deliveries.refresh_performance_job() == {"changed": 0}  # idempotent
+    # Eleven on-time deliveries 100+ days ago: the 10 latest now hold ten of them.
+    for days in range(100, 111):
+        add(market, TODAY - timedelta(days=days), TODAY - timedelta(days=days), 10, 0)
+    deliveries.refresh_performance_scores(TODAY)
+    assert market["supplier"].performance_bp == 9750  # on-time 9/10: 0.5 + 0.225 + 0.25

@@ -19,8 +19,8 @@ on every delivery of the last 90 days when there are more.
 rounded half-up to 4 decimals, stored in basis points on the supplier): from 0.5 (never on time,
 everything rejected) to 1.0. Recording a delivery recomputes it and, when it changed, bumps the
 supplier's version and commits a ``search.sync`` outbox row, so the index follows through the
-usual path. The window moves with the calendar: :func:`refresh_performance_scores` recomputes
-every supplier's score (a daily job or ``flask``-shell call keeps them current between deliveries).
+usual path. The window moves with the calendar: :func:`refresh_performance_job` (a periodic job
+of ``workers.scheduler``) recomputes every supplier's score between deliveries.
 """
 
 from __future__ import annotations
@@ -209,6 +209,11 @@ def refresh_performance_scores(today: date | None = None) -> int:
     changed = sum(1 for org_id in sorted(ids) if update_performance(org_id, today))
     commit()
     return changed
+
+
+def refresh_performance_job() -> dict[str, int]:
+    """RQ job (periodic, workers.scheduler): :func:`refresh_performance_scores` as of today."""
+    return {"changed": refresh_performance_scores()}
 
 
 def _scorecard_supplier(user: User, org_id: int) -> Organization:
