@@ -213,7 +213,14 @@ DELIVERY_COLUMNS = (
 )
 
 
-@blp.route("/purchases/<int:purchase_id>/deliveries")
+def path_id(name: str, description: str) -> dict[str, Any]:
+    return {"in": "path", "name": name, "description": description}
+
+
+@blp.route(
+    "/purchases/<int:purchase_id>/deliveries",
+    parameters=[path_id("purchase_id", "The purchase (one you may see).")],
+)
 class Deliveries(MethodView):
     @allow(Role.BUYER)
     @blp.arguments(DeliveryCreateSchema)
@@ -288,7 +295,10 @@ def _scorecard_row(card: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@blp.route("/suppliers/<int:org_id>/scorecard")
+@blp.route(
+    "/suppliers/<int:org_id>/scorecard",
+    parameters=[path_id("org_id", "The supplier organization.")],
+)
 @allow(*Role)
 @blp.arguments(ScorecardQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, ScorecardSchema)

@@ -155,7 +155,13 @@ class Capabilities(MethodView):
         return services.capability_list(actor(), org_id, **query)
 
 
-@blp.route("/suppliers/<int:org_id>/capabilities/<int:capability_id>")
+@blp.route(
+    "/suppliers/<int:org_id>/capabilities/<int:capability_id>",
+    parameters=[
+        {"in": "path", "name": "org_id", "description": "The supplier organization."},
+        {"in": "path", "name": "capability_id", "description": "One of its capabilities."},
+    ],
+)
 class CapabilityItem(MethodView):
     @allow(*EDITORS, pending_ok=OWN_ORGANIZATION)
     @blp.arguments(CapabilityPatchSchema)
