@@ -37,22 +37,28 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), compare_type=True)
     login_manager.init_app(app)
     _init_rate_limiter(app)
+    # Imported here, not at the top: importing any ``market.*`` module runs this file first,
+    # and these pull in the models, the API, search and the workers.
+    from market import models  # noqa: F401  (every mapper configured before first use)
+    from market.api import register_blueprints
+    from market.api.openapi import ApiConventions
+    from market.auth import init_auth
+    from market.cli import register_cli
+    from market.docs import init_docs
+    from market.services import unit_of_work
+    from search.current import init_search
+    from workers.embedded import init_embedded_jobs
+    from workers.outbox import publish
+    from workers.queue import init_jobs
+    from workers.registry import load_handlers
+
     # Not imported by name: the subpackage market.api would shadow it on this module.
-    extensions.api.init_app(app)
+    extensions.api.init_app(app, spec_kwargs={"extra_plugins": [ApiConventions(app)]})
 
     init_i18n(app)
     register_error_handlers(app)
     init_request_logging(app)
     init_http_rules(app)
-
-    from market import models  # noqa: F401  (every mapper configured before first use)
-    from market.api import register_blueprints
-    from market.auth import init_auth
-    from market.cli import register_cli
-    from market.docs import init_docs
-    from search import init_search
-    from workers.embedded import init_embedded_jobs
-    from workers.queue import init_jobs
 
     init_auth(app)
     register_blueprints(extensions.api)
@@ -61,6 +67,11 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     init_jobs(app)
     init_embedded_jobs(app)
     register_cli(app)
+    app.extensions["market.create_app"] = create_app  # for seed-demo --fresh: a second app
+    # Forward wiring, the composition root's job: commits publish their outbox rows through
+    # the workers, and the workers know every handler before the first job runs.
+    unit_of_work.set_publisher(publish)
+    load_handlers()
     return app
 
 

@@ -55,6 +55,22 @@ class Config:
     # Rows still pending in the outbox after this many seconds are re-enqueued by the sweeper.
     OUTBOX_STALE_SECONDS = int(_env("OUTBOX_STALE_SECONDS", "10") or 10)
     OUTBOX_MAX_ATTEMPTS = int(_env("OUTBOX_MAX_ATTEMPTS", "8") or 8)
+    # Webhooks (market/services/webhooks.py, workers/webhooks.py): timeouts of one delivery
+    # attempt, the retry schedule (base × factor^(n-1) seconds, capped), the failed attempts
+    # of one message after which its endpoint is disabled, and the rotated secret's grace.
+    WEBHOOK_CONNECT_TIMEOUT = float(_env("WEBHOOK_CONNECT_TIMEOUT", "3") or 3)
+    WEBHOOK_READ_TIMEOUT = float(_env("WEBHOOK_READ_TIMEOUT", "10") or 10)
+    WEBHOOK_RETRY_BASE_SECONDS = float(_env("WEBHOOK_RETRY_BASE_SECONDS", "30") or 30)
+    WEBHOOK_RETRY_FACTOR = float(_env("WEBHOOK_RETRY_FACTOR", "3") or 3)
+    WEBHOOK_RETRY_MAX_SECONDS = float(_env("WEBHOOK_RETRY_MAX_SECONDS", "21600") or 21600)
+    WEBHOOK_DISABLE_AFTER_FAILURES = int(_env("WEBHOOK_DISABLE_AFTER_FAILURES", "8") or 8)
+    WEBHOOK_SECRET_GRACE_HOURS = float(_env("WEBHOOK_SECRET_GRACE_HOURS", "24") or 24)
+    # CA certificates receivers' TLS certificates are checked against (unset: the system's).
+    WEBHOOK_CA_BUNDLE = _env("WEBHOOK_CA_BUNDLE")
+    # Production refuses receivers on private, loopback, link-local ... addresses (SSRF) and
+    # plain http; the embedded default and tests allow both (receivers on this machine).
+    WEBHOOK_ALLOW_PRIVATE_ADDRESSES = _env("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "0") == "1"
+    WEBHOOK_REQUIRE_HTTPS = _env("WEBHOOK_REQUIRE_HTTPS", "1") == "1"
 
     MAX_CONTENT_LENGTH = 256 * 1024
     JSON_SORT_KEYS = False
@@ -107,6 +123,8 @@ class EmbeddedConfig(Config):
     NAME = "embedded"
     SESSION_COOKIE_SECURE = False
     REMEMBER_COOKIE_SECURE = False
+    WEBHOOK_ALLOW_PRIVATE_ADDRESSES = _env("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "1") == "1"
+    WEBHOOK_REQUIRE_HTTPS = _env("WEBHOOK_REQUIRE_HTTPS", "0") == "1"
 
 
 class ProductionConfig(Config):
@@ -136,6 +154,9 @@ class TestConfig(Config):
     LOGIN_ACCOUNT_RATE_LIMIT = "20 per minute"
     ANONYMOUS_WRITE_RATE_LIMIT = "30 per minute"
     LOG_LEVEL = "WARNING"
+    WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True  # the tests' receivers listen on 127.0.0.1
+    WEBHOOK_REQUIRE_HTTPS = False
+    WEBHOOK_READ_TIMEOUT = 2.0
 
 
 def config_from_environment() -> type[Config]:

@@ -1,6 +1,6 @@
 """Unbound extensions, bound to an app in ``create_app``."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -14,17 +14,11 @@ from market.schemas.errors import ErrorSchema
 
 
 class MarketApi(Api):
-    """flask-smorest's Api documenting our error envelope (market.errors renders it)."""
+    """flask-smorest's Api documenting our error envelope (market.errors renders it); the
+    API-wide security and error responses come from ``market.api.openapi.ApiConventions``,
+    which ``create_app`` passes in as a spec plugin."""
 
     ERROR_SCHEMA = ErrorSchema
-
-    def init_app(self, app: Any, *, spec_kwargs: dict[str, Any] | None = None) -> None:
-        # The API-wide security and error responses (market.api.openapi) on every operation.
-        from market.api.openapi import ApiConventions
-
-        kwargs = dict(spec_kwargs or {})
-        kwargs["extra_plugins"] = [*kwargs.get("extra_plugins", ()), ApiConventions(app)]
-        super().init_app(app, spec_kwargs=kwargs)
 
 
 db = SQLAlchemy(model_class=Base, disable_autonaming=True)

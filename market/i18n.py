@@ -12,12 +12,13 @@ otherwise.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, has_request_context, request
-from flask_babel import Babel, get_locale, gettext, refresh
+from flask_babel import Babel, force_locale, get_locale, gettext, refresh
 
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 DEFAULT_LOCALE = "en"
@@ -60,7 +61,10 @@ PATTERNS = [(_pattern(template), template) for template in TEMPLATES]
 
 
 def select_locale() -> str:
-    """``zh_CN`` for a client preferring Chinese, else English."""
+    """``zh_CN`` for a client preferring Chinese, else English; outside a request (the CLI),
+    the terminal's language."""
+    if not has_request_context():
+        return terminal_locale()
     for tag, _quality in request.accept_languages:  # best first
         primary = tag.replace("_", "-").split("-")[0].lower()
         if primary == "zh":
@@ -91,6 +95,24 @@ def translate(text: str) -> str:
             localized = gettext(template, **values)
             return text if localized == template % values else localized
     return text
+
+
+def terminal_locale() -> str:
+    """The language of the person at the terminal, from the POSIX locale variables in their
+    order of precedence (``LC_ALL``, ``LC_MESSAGES``, ``LANG``): Chinese for ``zh*``."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name)
+        if value:
+            return CHINESE if value.lower().startswith("zh") else DEFAULT_LOCALE
+    return DEFAULT_LOCALE
+
+
+def say(text: str, **values: Any) -> str:
+    """A CLI command's prose in the terminal's language: ``text`` is the English message id,
+    with ``%(name)s`` placeholders filled from ``values``. Data lines (tab-separated rows,
+    ``key=value`` counts) stay as they are, for scripts."""
+    with force_locale(terminal_locale()):
+        return str(gettext(text, **values))
 
 
 def translate_messages(value: Any) -> Any:

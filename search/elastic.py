@@ -192,24 +192,7 @@ class ElasticsearchBackend(SearchBackend):
         items of its chunk.
         """
         target = index or self.alias
-        operations: list[tuple[int, list[dict[str, Any]]]] = [
-            (
-                doc["id"],
-                [
-                    {
-                        "index": {
-                            "_index": target,
-                            "_id": str(doc["id"]),
-                            "version": doc["version"],
-                            "version_type": "external",
-                        }
-                    },
-                    doc,
-                ],
-            )
-            for doc in documents
-        ]
-        operations += [
+        operations = [(doc["id"], _index_action(target, doc)) for doc in documents] + [
             (org_id, [{"delete": {"_index": target, "_id": str(org_id)}}]) for org_id in deletions
         ]
         results: dict[int, str | None] = {}
@@ -228,18 +211,9 @@ class ElasticsearchBackend(SearchBackend):
             for item in response["items"]:
                 ((action, outcome),) = item.items()
                 org_id = int(outcome["_id"])
-                status = outcome.get("status", 500)
-                if (
-                    status < 300
-                    or (action == "index" and status == 409)
-                    or (action == "delete" and status == 404)
-                ):
-                    results[org_id] = None
-                else:
-                    error = outcome.get("error") or {}
-                    results[org_id] = f"{status} {error.get('type', 'error')}"
-                    if status == 404:  # the alias is gone (data lost?): check it next time
-                        self._alias_checked = False
+                results[org_id] = _bulk_error(action, outcome)
+                if outcome.get("status") == 404 and action == "index":
+                    self._alias_checked = False  # the alias is gone (data lost?): check it next
         return results
 
     # --- index administration -----------------------------------------------------------------
@@ -331,3 +305,26 @@ class ElasticsearchBackend(SearchBackend):
             size=2000,
         ):
             yield int(hit["_id"]), int(hit["_source"]["version"])
+
+
+def _index_action(target: str, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bulk lines indexing ``doc`` with its row version (external versioning)."""
+    meta = {"_index": target, "_id": str(doc["id"]), "version": doc["version"]}
+    return [{"index": meta | {"version_type": "external"}}, doc]
+
+
+def _bulk_error(action: str, outcome: dict[str, Any]) -> str | None:
+    """None when a bulk item succeeded, else its status and error type.
+
+    A 409 on an index action means the index already holds this version or a newer one
+    (external versioning), which is success for a sync; a 404 on a delete, nothing to delete.
+    """
+    status = outcome.get("status", 500)
+    if (
+        status < 300
+        or (action == "index" and status == 409)
+        or (action == "delete" and status == 404)
+    ):
+        return None
+    error = outcome.get("error") or {}
+    return f"{status} {error.get('type', 'error')}"

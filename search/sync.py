@@ -24,8 +24,8 @@ from sqlalchemy import select
 
 from market.extensions import db
 from market.models import Organization, OrgKind, OutboxEvent, OutboxStatus, OutboxTopic
-from search import search_backend
 from search.backends import SearchBackend
+from search.current import search_backend
 from workers.outbox import handles
 
 log = logging.getLogger(__name__)

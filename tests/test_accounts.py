@@ -442,7 +442,7 @@ def test_cli_creates_auditors_and_admins_only(env):
         stdin=f"{PASSWORD}\n",
     )
     assert result.exit_code == 0, result.output
-    assert "created auditor auditor@gov.test" in result.output
+    assert "Created auditor auditor@gov.test" in result.output
     _, response = login(env, "auditor@gov.test", PASSWORD)
     assert response.status_code == 200
     assert response.get_json()["user"]["role"] == "auditor"

@@ -109,6 +109,8 @@ PATH_CHOICES: dict[str, tuple[str, ...]] = {
     "user_id": ("user_member_a", "user_buyer_a", "user_auditor", "user_auditor_elsewhere"),
     "invitation_id": ("invitation_a",),
     "authority_id": ("authority_a",),
+    "endpoint_id": ("webhook_endpoint_a",),
+    "delivery_id": ("webhook_delivery_a",),
 }
 # Body fields that name objects of the world.
 BODY_ID_CHOICES: dict[str, tuple[str, ...]] = {

@@ -63,8 +63,13 @@ def embedded_env(tmp_path: Path) -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if k not in {"DATABASE_URL", "REDIS_URL", "ELASTICSEARCH_URL", "MARKET_ENV", "LOG_FORMAT"}
+        and k not in {"LC_ALL", "LC_MESSAGES"}  # English prose (CLI output follows LANG)
     }
-    return env | {"MARKET_INSTANCE_DIR": str(tmp_path / "instance"), "PYTHONPATH": str(REPO)}
+    return env | {
+        "MARKET_INSTANCE_DIR": str(tmp_path / "instance"),
+        "PYTHONPATH": str(REPO),
+        "LANG": "C.UTF-8",
+    }
 
 
 def redis_children(pid: int) -> list[int]:
@@ -201,3 +206,20 @@ def test_seed_demo_output_is_the_summary_only(tmp_path):
     # Its logs went to stderr, as text (not a terminal, but not production either).
     assert not [line for line in result.stderr.splitlines() if line.startswith("{")]
     assert not servers_working_in(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("zh_CN.UTF-8", "已关闭 0 个过期需求"),
+        ("en_US.UTF-8", "Closed 0 expired demand(s)"),
+        ("C.UTF-8", "Closed 0 expired demand(s)"),
+    ],
+)
+def test_cli_prose_follows_the_terminal_language(app, db_session, locale, expected):
+    result = app.test_cli_runner().invoke(
+        args=["demands", "close-expired"],
+        env={"LC_ALL": None, "LC_MESSAGES": None, "LANG": locale},
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(expected)

@@ -27,7 +27,7 @@ from market.models import (
     Role,
 )
 from market.services.unit_of_work import commit, emit
-from search import search_backend
+from search.current import search_backend
 from search.elastic import ElasticsearchBackend
 from search.reindex import ReindexFailed, reindex
 from search.sync import reconcile, sync_pending

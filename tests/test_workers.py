@@ -243,7 +243,7 @@ def test_outbox_cli(fresh, app):
     swept = runner.invoke(args=["outbox", "sweep"])
     assert swept.exit_code == 0 and "stale=" in swept.output
     retried = runner.invoke(args=["outbox", "retry-dead"])
-    assert retried.exit_code == 0 and "retried 1 row(s)" in retried.output
+    assert retried.exit_code == 0 and "Retried 1 row(s)." in retried.output
 
 
 def test_policy_and_baseline_cli(fresh, app):
@@ -251,7 +251,7 @@ def test_policy_and_baseline_cli(fresh, app):
     add = ["policy", "add", "--from", "2031-01-01", "--max-km", "150", "--rate", "0.02"]
     added = runner.invoke(args=[*add, "--cap", "1000000.00", "--note", "v2"])
     assert added.exit_code == 0, added.output
-    assert "added policy v2 from 2031-01-01" in added.output
+    assert "Added policy v2 from 2031-01-01." in added.output
     listed = runner.invoke(args=["policy", "list"])
     assert "v1\t2020-01-01..open\tprefix=44" in listed.output and "v2\t2031-01-01" in listed.output
     bad = runner.invoke(args=[*add[:6], "--rate", "2", "--cap", "1"])
@@ -265,7 +265,7 @@ def test_policy_and_baseline_cli(fresh, app):
         args=["baselines", "declare", "--oem", str(oem.id), "--year", "2024", "--amount", "12.5"]
     )
     assert declared.exit_code == 0, declared.output
-    assert "declared 12.50" in declared.output
+    assert "Declared 12.50" in declared.output
     assert "2024\t12.50" in runner.invoke(args=["baselines", "list"]).output
 
 

@@ -104,12 +104,6 @@ def handles_batch(
     return register
 
 
-def _load_handlers() -> None:
-    from workers.registry import load_handlers
-
-    load_handlers()
-
-
 def job_id_for(event_id: int) -> str:
     return f"outbox-{event_id}"
 
@@ -126,7 +120,6 @@ def publish(event_ids: list[int], topics: Mapping[int, OutboxTopic] | None = Non
     if not event_ids:
         return
     try:
-        _load_handlers()
         if topics is None:
             topics = {
                 event_id: topic
@@ -200,7 +193,6 @@ def _is_outage(exc: BaseException) -> bool:
 
 def process_outbox_event(event_id: int) -> None:
     """RQ job: run the topic's handler for one outbox row, exactly once in effect."""
-    _load_handlers()
     session = db.session
     row = session.execute(
         select(OutboxEvent.topic, OutboxEvent.status).where(OutboxEvent.id == event_id)
@@ -268,7 +260,6 @@ def drain(name: str, *, budget_seconds: float = DRAIN_BUDGET_SECONDS) -> int:
     this run: it waits for a later drain (the sweeper's), so a transient fault is not counted
     eight times in a millisecond.
     """
-    _load_handlers()
     spec = _BATCH_HANDLERS[name]
     _clear_drain_flag(name)
     deadline = time.monotonic() + budget_seconds
@@ -357,7 +348,6 @@ def sweep_outbox(limit: int = SWEEP_LIMIT) -> dict[str, int]:
     Rows already at ``OUTBOX_MAX_ATTEMPTS`` are marked dead instead. The rows' ``enqueued_at``
     is committed before enqueueing, so a sweep waits another stale period before the next try.
     """
-    _load_handlers()
     config = current_app.config
     session = db.session
     now = datetime.now(UTC)

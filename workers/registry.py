@@ -1,19 +1,24 @@
-"""The modules that register outbox handlers; imported once before a job runs."""
+"""Every module that registers outbox handlers, imported here explicitly so the dependency is
+visible; ``workers.outbox`` (the bottom layer) never imports them. ``create_app`` (the
+composition root) calls :func:`load_handlers` at start-up, the way a Pyramid app's
+``includeme`` wires its tasks."""
 
 from __future__ import annotations
 
-import importlib
-from functools import cache
+from types import ModuleType
 
-# Each module registers its topic's handler with ``workers.outbox.handles``.
-HANDLER_MODULES: tuple[str, ...] = (
-    "search.sync",  # search.sync: upsert a supplier's document
-    "workers.ledger",  # ledger.record / ledger.reverse: append to the near-shore ledger
-    "workers.events",  # event.dispatch: give an event to every sink (inbox, email, webhooks)
+from search import sync as search_sync
+from workers import events, ledger, webhooks
+
+# Each module registers its topic's handlers with ``workers.outbox.handles`` when imported.
+HANDLER_MODULES: tuple[ModuleType, ...] = (
+    search_sync,  # search.sync: upsert a supplier's document
+    ledger,  # ledger.record / ledger.reverse / ledger.rebase: append to the near-shore ledger
+    events,  # event.dispatch: give an event to every sink (inbox, email, webhooks)
+    webhooks,  # webhook.deliver, and the webhooks event sink
 )
 
 
-@cache
-def load_handlers() -> None:
-    for name in HANDLER_MODULES:
-        importlib.import_module(name)
+def load_handlers() -> tuple[ModuleType, ...]:
+    """The handler modules (importing this module registered them)."""
+    return HANDLER_MODULES

@@ -36,6 +36,9 @@ def register_blueprints(api: Api) -> None:
     from market.api import checkpoints  # signed checkpoints of the ledger, proofs
 
     api.register_blueprint(checkpoints.blp, url_prefix=API_PREFIX)
+    from market.api import webhooks  # webhook endpoints per organisation, delivery log
+
+    api.register_blueprint(webhooks.blp, url_prefix=API_PREFIX)
     from market.api import kpis  # chain KPIs, charts, deliveries, scorecards
 
     api.register_blueprint(kpis.blp, url_prefix=API_PREFIX)

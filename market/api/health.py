@@ -33,7 +33,11 @@ def _database_health() -> dict[str, Any]:
 @blp.response(200)
 @public
 def healthz() -> dict[str, str]:
-    """Process is up."""
+    """Process is up.
+
+    Liveness only: answers 200 while the process can serve a request, without touching PostgreSQL,
+    Redis or Elasticsearch (``/readyz`` checks those). For load balancers and container probes.
+    """
     return {"status": "ok"}
 
 

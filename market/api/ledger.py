@@ -82,7 +82,12 @@ def _filters(args: dict[str, Any]) -> ledger.LedgerFilter:
     content_type="text/csv",
 )
 def ledger_entries(args: dict[str, Any]) -> Any:
-    """Ledger entries in ledger order, filtered; JSON pages or a streamed CSV export."""
+    """Ledger entries in ledger order, filtered; JSON pages or a streamed CSV export.
+
+    Auditors see entries of plants in their jurisdiction, buyers their organization's, suppliers
+    their own purchases' verdicts without subsidy figures. ``format=csv`` streams UTF-8 CSV with a
+    BOM for Excel, with the same columns as the JSON.
+    """
     filters = _filters(args)
     if args["export_format"] == "csv":
         name = f"ledger-{args['year']}.csv" if args.get("year") else "ledger.csv"
@@ -132,7 +137,11 @@ def ledger_position(args: dict[str, Any]) -> dict[str, Any]:
 @allow(*READERS)
 @blp.response(200, ChainReportSchema)
 def ledger_verify() -> ledger.ChainReport:
-    """Walk the hash chain: ok, number of entries, head hash, first broken sequence."""
+    """Walk the hash chain: ok, number of entries, head hash, first broken sequence.
+
+    Recomputes every entry's hash from its canonical JSON and its predecessor. For evidence that
+    does not rely on this server, use signed checkpoints and the offline verifier.
+    """
     return ledger.verify_chain()
 
 
@@ -141,14 +150,22 @@ class Policies(MethodView):
     @allow(*READERS)
     @blp.response(200, PolicyListSchema)
     def get(self) -> dict[str, Any]:
-        """Every subsidy policy version, oldest first."""
+        """Every subsidy policy version, oldest first.
+
+        A version sets the province prefix, the maximum distance, the rate and the annual cap per
+        OEM, and applies from 1 January of its first year.
+        """
         return {"items": policies.policy_list()}
 
     @allow(Role.ADMIN)
     @blp.arguments(PolicyCreateSchema)
     @blp.response(201, PolicySchema)
     def post(self, data: dict[str, Any]) -> Any:
-        """Add the next policy version (never retroactive)."""
+        """Add the next policy version (never retroactive).
+
+        The version must start on 1 January of a year that has not begun, so no recorded figure
+        changes.
+        """
         return policies.policy_add(data, by=actor())
 
 
@@ -158,14 +175,22 @@ class Baselines(MethodView):
     @blp.arguments(BaselineQuerySchema, location="query", unknown=RAISE)
     @blp.response(200, BaselineListSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Declared baselines (an OEM's near-shore total of a year before the platform)."""
+        """Declared baselines (an OEM's near-shore total of a year before the platform).
+
+        Baselines stand in for years the platform did not cover; without one (or a covered previous
+        year), an OEM's subsidy for the year is held.
+        """
         return {"items": policies.baseline_list(oem_org_id=args.get("oem"), year=args.get("year"))}
 
     @allow(Role.ADMIN)
     @blp.arguments(BaselineCreateSchema)
     @blp.response(201, BaselineSchema)
     def post(self, data: dict[str, Any]) -> Any:
-        """Declare an OEM's near-shore total of a past year (correctable until used)."""
+        """Declare an OEM's near-shore total of a past year (correctable until used).
+
+        The ledger appends an adjustment for the year after, so every figure stays reproducible. A
+        baseline used by a decided claim cannot be changed.
+        """
         return policies.baseline_declare(data, by=actor())
 
 
@@ -174,7 +199,11 @@ class Baselines(MethodView):
 @blp.arguments(OutboxQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, page_of(OutboxEventSchema))
 def admin_outbox(args: dict[str, Any]) -> dict[str, Any]:
-    """Outbox rows that are dead or still pending (by default), oldest first."""
+    """Outbox rows that are dead or still pending (by default), oldest first.
+
+    For operators: asynchronous work (ledger appends, search updates, notifications, webhooks) that
+    has not completed, with attempts and the last error.
+    """
     page = outbox.outbox_page(args["status"], args.get("topic"), args["page"], args["per_page"])
     page.items = [outbox.describe(event) for event in page.items]
     return page.as_dict()

@@ -46,7 +46,11 @@ class Organizations(MethodView):
     @blp.arguments(OrganizationQuerySchema, location="query")
     @blp.response(200, OrganizationPageSchema)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
-        """List organizations (admins; auditors: their jurisdiction), by kind and status."""
+        """List organizations (admins; auditors: their jurisdiction), by kind and status.
+
+        Filter by kind (oem, supplier) and status (pending, active, suspended). Auditors see the
+        organizations with a plant or site in their jurisdiction.
+        """
         return accounts.organization_list(actor(), **query).as_dict()
 
 
@@ -54,7 +58,11 @@ class Organizations(MethodView):
 @allow(*ALL_ROLES, pending_ok=True)
 @blp.response(200, OrganizationDetailSchema)
 def organization_detail(organization_id: int) -> Organization:
-    """One organization with its members (its members, auditors of its city, admins)."""
+    """One organization with its members (its members, auditors of its city, admins).
+
+    Members are listed with their role within the organization. Other users get 404, not 403: the
+    API does not tell whether an organization they may not see exists.
+    """
     return accounts.organization_get(actor(), organization_id)
 
 
@@ -63,7 +71,12 @@ def organization_detail(organization_id: int) -> Organization:
 @blp.response(200, OrganizationSchema)
 @blp.alt_response(409, description="The organization is not pending")
 def organization_verify(organization_id: int) -> Organization:
-    """Verify a pending organization (admin): it becomes active."""
+    """Verify a pending organization (admin): it becomes active.
+
+    An administrator checks the organization's identity (its unified social credit code) before it
+    can post demands, quote, be matched or record purchases. Verifying an active organization is a
+    409.
+    """
     return accounts.organization_verify(actor(), organization_id)
 
 
@@ -73,7 +86,11 @@ def organization_verify(organization_id: int) -> Organization:
 @blp.response(200, OrganizationSchema)
 @blp.alt_response(409, description="The organization is already suspended")
 def organization_suspend(data: dict[str, Any], organization_id: int) -> Organization:
-    """Suspend an organization (admin): its sessions end and its API tokens are revoked."""
+    """Suspend an organization (admin): its sessions end and its API tokens are revoked.
+
+    Its members can no longer act, its suppliers drop out of matches and search at once, and its
+    open work stays as it was. Reversible with ``reactivate``.
+    """
     return accounts.organization_suspend(actor(), organization_id, data.get("reason"))
 
 
@@ -82,5 +99,9 @@ def organization_suspend(data: dict[str, Any], organization_id: int) -> Organiza
 @blp.response(200, OrganizationSchema)
 @blp.alt_response(409, description="The organization is not suspended")
 def organization_reactivate(organization_id: int) -> Organization:
-    """Lift a suspension (admin)."""
+    """Lift a suspension (admin).
+
+    The organization becomes active again; its members sign in anew (their sessions and tokens
+    ended with the suspension).
+    """
     return accounts.organization_reactivate(actor(), organization_id)

@@ -37,7 +37,11 @@ class Plants(MethodView):
     @blp.response(201, PlantSchema)
     @errors(401, 403)
     def post(self, data: dict[str, Any]) -> Site:
-        """Add a plant to your OEM organization (admins give ``organization_id``)."""
+        """Add a plant to your OEM organization (admins give ``organization_id``).
+
+        The coordinates must lie inside the declared city. A purchase freezes the plant's place
+        when it is recorded.
+        """
         return services.plant_create(actor(), data)
 
     @allow(Role.BUYER, Role.AUDITOR, Role.ADMIN)
@@ -45,7 +49,11 @@ class Plants(MethodView):
     @blp.response(200, page_of(PlantSchema))
     @errors(401, 403, 404)
     def get(self, **query: Any) -> Page:
-        """Your organization's plants; admins and auditors see all (filter: organization_id)."""
+        """Your organization's plants; admins and auditors see all (filter: organization_id).
+
+        Plants are the delivery points of demands and purchases; distances for matching and for the
+        near-shore verdict are measured from them.
+        """
         return services.plant_list(actor(), **query)
 
 
@@ -55,5 +63,8 @@ class PlantItem(MethodView):
     @blp.response(200, PlantSchema)
     @errors(401, 403, 404)
     def get(self, plant_id: int) -> Site:
-        """One OEM plant."""
+        """One OEM plant.
+
+        Its city, coordinates and organization.
+        """
         return services.plant_get(actor(), plant_id)

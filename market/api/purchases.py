@@ -63,7 +63,12 @@ class Purchases(MethodView):
     @blp.arguments(PurchaseQuerySchema, location="query", unknown=RAISE)
     @blp.response(200, page_of(PurchaseListItemSchema))
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
-        """List the purchases you may see (your organization's; all for auditors and admins)."""
+        """List the purchases you may see (your organization's; all for auditors and admins).
+
+        Buyers and suppliers see their organization's purchases, auditors those of plants in their
+        jurisdiction, admins all. Filters: year, status, source (award or recorded), those awaiting
+        your confirmation, those held for review.
+        """
         return purchases.purchase_list(actor(), query).as_dict()
 
 
@@ -73,7 +78,12 @@ class PurchaseById(MethodView):
     @blp.response(200, PurchaseDetailSchema)
     @blp.alt_response(404, description="No such purchase, or not yours to see")
     def get(self, purchase_id: int) -> PurchaseView:
-        """One purchase, with its ledger status and entries."""
+        """One purchase, with its ledger status and entries.
+
+        Shows the frozen facts the verdict was computed from (site and plant places, category,
+        amount) and, once confirmed, its ledger entries with near-shore verdict and reason.
+        Suppliers never see the OEM's subsidy figures.
+        """
         return purchases.purchase_get(actor(), purchase_id)
 
 
@@ -85,7 +95,11 @@ class PurchaseConfirm(MethodView):
     @blp.alt_response(404, description="No such purchase of your organization")
     @blp.alt_response(409, description="Not waiting for a confirmation")
     def post(self, purchase_id: int) -> Purchase:
-        """Confirm a purchase the other party recorded; the ledger then counts it."""
+        """Confirm a purchase the other party recorded; the ledger then counts it.
+
+        Only the party that did not record the purchase may confirm it; then a worker appends it to
+        the ledger (exactly once, whatever the retries).
+        """
         return purchases.purchase_confirm(actor(), purchase_id).purchase
 
 
@@ -98,7 +112,10 @@ class PurchaseDispute(MethodView):
     @blp.alt_response(404, description="No such purchase of your organization")
     @blp.alt_response(409, description="Not waiting for a confirmation")
     def post(self, data: dict[str, Any], purchase_id: int) -> Purchase:
-        """Dispute a purchase the other party recorded (with a reason); it is never counted."""
+        """Dispute a purchase the other party recorded (with a reason); it is never counted.
+
+        A disputed purchase never enters the ledger; the reason is kept for the record.
+        """
         return purchases.purchase_dispute(actor(), purchase_id, data["reason"]).purchase
 
 
@@ -110,7 +127,11 @@ class PurchaseReview(MethodView):
     @blp.alt_response(404, description="No such purchase")
     @blp.alt_response(409, description="Not waiting for an invoice review")
     def post(self, data: dict[str, Any], purchase_id: int) -> Purchase:
-        """Release or reject a purchase held for a duplicate invoice (DUPLICATE_INVOICE)."""
+        """Release or reject a purchase held for a duplicate invoice (DUPLICATE_INVOICE).
+
+        For auditors and admins: the same (supplier, invoice number) was recorded by two OEMs, so
+        neither entered the ledger. Releasing lets this one in; rejecting keeps it out for good.
+        """
         return purchases.purchase_review(
             actor(), purchase_id, data["decision"], data["reason"]
         ).purchase

@@ -33,7 +33,11 @@ class DemandQuotes(MethodView):
     @blp.alt_response(404, description="No such demand, or not open to you")
     @blp.alt_response(409, description="The demand is not open, or you have already quoted")
     def post(self, data: dict[str, Any], demand_id: int) -> Quote:
-        """Quote on an open demand you are eligible for (one quote per supplier)."""
+        """Quote on an open demand you are eligible for (one quote per supplier).
+
+        Eligible means what matching means: an active site within the demand's radius, a capability
+        for its category and every required certificate valid today.
+        """
         return quotes.quote_create(actor(), demand_id, data)
 
     @allow(Role.BUYER, Role.SUPPLIER, Role.AUDITOR, Role.ADMIN)
@@ -41,7 +45,11 @@ class DemandQuotes(MethodView):
     @blp.response(200, page_of(QuoteSchema))
     @blp.alt_response(404, description="No such demand, or not yours to see")
     def get(self, query: dict[str, Any], demand_id: int) -> dict[str, Any]:
-        """A demand's quotes: all of them for its buyer; a supplier sees only its own."""
+        """A demand's quotes: all of them for its buyer; a supplier sees only its own.
+
+        Quotes with price, lead time, validity and state (submitted, withdrawn, awarded, not
+        awarded).
+        """
         return quotes.quote_list(actor(), demand_id, query).as_dict()
 
 
@@ -52,7 +60,10 @@ class QuoteWithdraw(MethodView):
     @blp.alt_response(404, description="No such quote of yours")
     @blp.alt_response(409, description="Only a submitted quote can be withdrawn")
     def post(self, quote_id: int) -> Quote:
-        """Withdraw your submitted quote."""
+        """Withdraw your submitted quote.
+
+        A withdrawn quote cannot be awarded.
+        """
         return quotes.quote_withdraw(actor(), quote_id)
 
 

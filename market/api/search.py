@@ -26,7 +26,12 @@ blp = Blueprint("search", __name__, description="Ranked matching and supplier se
 @blp.response(200, MatchPageSchema)
 @blp.alt_response(404, description="No such demand (or not yours)")
 def demand_matches(args: dict[str, Any], demand_id: int) -> dict[str, Any]:
-    """Suppliers ranked for a demand by distance and tier, each with its explanation."""
+    """Suppliers ranked for a demand by distance and tier, each with its explanation.
+
+    For the demand's buyers, auditors and admins. Each supplier comes with its distance (km, from
+    its nearest eligible site), tier and the explanation of its score; both search backends rank
+    identically.
+    """
     return services.demand_matches(actor(), demand_id, args["page"], args["per_page"])
 
 
@@ -35,5 +40,11 @@ def demand_matches(args: dict[str, Any], demand_id: int) -> dict[str, Any]:
 @blp.arguments(SupplierSearchQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, SupplierSearchPageSchema)
 def supplier_search(args: dict[str, Any]) -> dict[str, Any]:
-    """Search visible suppliers by text, place, category, certification, tier and city."""
+    """Search visible suppliers by text, place, category, certification, tier and city.
+
+    Text is segmented into Chinese words and expanded with the trade's synonyms (刹车 finds 制动);
+    results can be limited by a radius around a point, a category (with its descendants), a
+    certificate standard, tier, city (code or name) and the 专精特新 flag, with the matched words
+    highlighted.
+    """
     return services.supplier_search(actor(), args)

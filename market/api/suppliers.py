@@ -58,7 +58,11 @@ class Supplier(MethodView):
     @blp.response(200, SupplierSchema)
     @errors(401, 403, 404)
     def get(self, org_id: int) -> Organization:
-        """A supplier's profile with its sites, capabilities and certifications."""
+        """A supplier's profile with its sites, capabilities and certifications.
+
+        Visible to verified organizations, auditors and admins. Certificates show their status, so
+        a buyer can tell a verified one from a declared one.
+        """
         return services.supplier_get(actor(), org_id)
 
 
@@ -99,7 +103,12 @@ class Sites(MethodView):
     @blp.response(201, SiteSchema)
     @errors(401, 403, 404)
     def post(self, data: dict[str, Any], org_id: int) -> Site:
-        """Add a plant or warehouse to a supplier."""
+        """Add a plant or warehouse to a supplier.
+
+        The coordinates must lie inside the declared city (GB/T 2260 code, checked against the real
+        boundary with a 2 km tolerance). Purchases freeze a copy of the site's place when they are
+        recorded, so moving a site later changes no verdict.
+        """
         return services.site_create(actor(), org_id, data)
 
     @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
@@ -107,7 +116,11 @@ class Sites(MethodView):
     @blp.response(200, page_of(SiteSchema))
     @errors(401, 403, 404)
     def get(self, org_id: int, **query: Any) -> Page:
-        """A supplier's sites (filters: kind, city_code, active)."""
+        """A supplier's sites (filters: kind, city_code, active).
+
+        Sites are plants and warehouses with a city code and coordinates inside that city's real
+        boundary. Inactive sites are kept for the purchases that refer to them.
+        """
         return services.site_list(actor(), org_id, **query)
 
 
@@ -117,7 +130,10 @@ class SiteItem(MethodView):
     @blp.response(200, SiteSchema)
     @errors(401, 403, 404)
     def get(self, org_id: int, site_id: int) -> Site:
-        """One site of a supplier."""
+        """One site of a supplier.
+
+        Includes whether the site is active.
+        """
         return services.site_get(actor(), org_id, site_id)
 
     @allow(*EDITORS, pending_ok=OWN_ORGANIZATION)
@@ -125,14 +141,21 @@ class SiteItem(MethodView):
     @blp.response(200, SiteSchema)
     @errors(401, 403, 404)
     def patch(self, data: dict[str, Any], org_id: int, site_id: int) -> Site:
-        """Change a site's fields (``active: true`` reactivates it)."""
+        """Change a site's fields (``active: true`` reactivates it).
+
+        Coordinates and city are checked as on creation. Past purchases keep the place they were
+        recorded with.
+        """
         return services.site_update(actor(), org_id, site_id, data)
 
     @allow(*EDITORS, pending_ok=OWN_ORGANIZATION)
     @blp.response(204)
     @errors(401, 403, 404)
     def delete(self, org_id: int, site_id: int) -> None:
-        """Deactivate a site (it is kept: quotes and purchases refer to it)."""
+        """Deactivate a site (it is kept: quotes and purchases refer to it).
+
+        An inactive site takes no part in matching or new purchases; it is never deleted.
+        """
         services.site_deactivate(actor(), org_id, site_id)
 
 
@@ -143,7 +166,11 @@ class Capabilities(MethodView):
     @blp.response(201, CapabilitySchema)
     @errors(401, 403, 404, 409)
     def post(self, data: dict[str, Any], org_id: int) -> Capability:
-        """Declare a part category the supplier makes (one per category)."""
+        """Declare a part category the supplier makes (one per category).
+
+        A second capability for the same category is a 409. The supplier's search document is
+        updated after the commit.
+        """
         return services.capability_create(actor(), org_id, data)
 
     @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
@@ -151,7 +178,11 @@ class Capabilities(MethodView):
     @blp.response(200, page_of(CapabilitySchema))
     @errors(401, 403, 404)
     def get(self, org_id: int, **query: Any) -> Page:
-        """A supplier's capabilities (filter: category, including its descendants)."""
+        """A supplier's capabilities (filter: category, including its descendants).
+
+        Each capability names one taxonomy category; matching uses a capability for the category
+        and every category under it.
+        """
         return services.capability_list(actor(), org_id, **query)
 
 
@@ -179,7 +210,10 @@ class CapabilityItem(MethodView):
     @blp.response(204)
     @errors(401, 403, 404)
     def delete(self, org_id: int, capability_id: int) -> None:
-        """Remove a capability."""
+        """Remove a capability.
+
+        The supplier stops matching demands of that category once search has caught up (seconds).
+        """
         services.capability_delete(actor(), org_id, capability_id)
 
 
@@ -190,7 +224,11 @@ class Certifications(MethodView):
     @blp.response(201, CertificationSchema)
     @errors(401, 403, 404)
     def post(self, data: dict[str, Any], org_id: int) -> Certification:
-        """Record a certificate or qualification (standard, level, validity, optional site)."""
+        """Record a certificate or qualification (standard, level, validity, optional site).
+
+        Validity dates are checked (valid_until after valid_from). A demand requiring a standard
+        matches only suppliers whose certificate is valid on the business date (Asia/Shanghai).
+        """
         return services.certification_create(actor(), org_id, data)
 
     @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
@@ -198,7 +236,10 @@ class Certifications(MethodView):
     @blp.response(200, page_of(CertificationSchema))
     @errors(401, 403, 404)
     def get(self, org_id: int, **query: Any) -> Page:
-        """A supplier's certifications (filters: standard, status)."""
+        """A supplier's certifications (filters: standard, status).
+
+        Each certificate with its standard, number, validity, optional site and status.
+        """
         return services.certification_list(actor(), org_id, **query)
 
 
@@ -208,7 +249,10 @@ class CertificationItem(MethodView):
     @blp.response(200, CertificationSchema)
     @errors(401, 403, 404)
     def get(self, org_id: int, certification_id: int) -> Certification:
-        """One certification of a supplier."""
+        """One certification of a supplier.
+
+        With its validity and status.
+        """
         return services.certification_get(actor(), org_id, certification_id)
 
     @allow(*EDITORS, pending_ok=OWN_ORGANIZATION)
@@ -216,5 +260,8 @@ class CertificationItem(MethodView):
     @blp.response(200, CertificationSchema)
     @errors(401, 403, 404, 409)
     def patch(self, data: dict[str, Any], org_id: int, certification_id: int) -> Certification:
-        """Correct a certification, or revoke it with ``status: revoked`` (final)."""
+        """Correct a certification, or revoke it with ``status: revoked`` (final).
+
+        Revocation is final. A corrected certificate is checked like a new one.
+        """
         return services.certification_update(actor(), org_id, certification_id, data)

@@ -39,7 +39,11 @@ INVITATIONS = "/organizations/<int:organization_id>/invitations"
 @blp.response(200, MemberPageSchema)
 @blp.alt_response(403, description="Not a member of this organization")
 def member_list(query: dict[str, Any], organization_id: int) -> dict[str, Any]:
-    """The organization's current members (its members and admins)."""
+    """The organization's current members (its members and admins).
+
+    Each member with role within the organization (org admin or member) and product role (buyer,
+    supplier user).
+    """
     return teams.member_list(actor(), organization_id, **query).as_dict()
 
 
@@ -51,7 +55,11 @@ class Member(MethodView):
     @blp.alt_response(403, description="Not an org admin of this organization")
     @blp.alt_response(409, description="It would leave the organization without an org admin")
     def patch(self, data: dict[str, Any], organization_id: int, user_id: int) -> User:
-        """Change a member's role within the organization (org admins)."""
+        """Change a member's role within the organization (org admins).
+
+        The last org admin cannot be demoted: every organization keeps at least one. The change
+        applies to the member's next request.
+        """
         return teams.member_set_role(actor(), organization_id, user_id, data["org_role"])
 
     @allow(*ALL_ROLES, pending_ok=True)
@@ -59,7 +67,11 @@ class Member(MethodView):
     @blp.alt_response(403, description="Not an org admin of this organization")
     @blp.alt_response(409, description="The last org admin cannot be removed or leave")
     def delete(self, organization_id: int, user_id: int) -> None:
-        """Remove a member (org admins) or leave (oneself): their sessions and tokens end."""
+        """Remove a member (org admins) or leave (oneself): their sessions and tokens end.
+
+        The user loses access at once. The last org admin cannot leave or be removed; appoint
+        another first.
+        """
         teams.member_remove(actor(), organization_id, user_id)
 
 
@@ -71,7 +83,11 @@ class Invitations(MethodView):
     @blp.alt_response(403, description="Not an org admin of this organization")
     @blp.alt_response(409, description="Already a member, already invited, or suspended")
     def post(self, data: dict[str, Any], organization_id: int) -> dict[str, Any]:
-        """Invite a colleague (org admins): the one-time link is shown here, once."""
+        """Invite a colleague (org admins): the one-time link is shown here, once.
+
+        The link is valid for 7 days and once. Where email is configured it is also sent to the
+        invitee; the answer shows it to the inviting admin in any case.
+        """
         invitation, raw, link = teams.invitation_create(
             actor(), organization_id, data["email"], data["org_role"]
         )
@@ -83,7 +99,11 @@ class Invitations(MethodView):
     @blp.response(200, InvitationPageSchema)
     @blp.alt_response(403, description="Not an org admin of this organization")
     def get(self, query: dict[str, Any], organization_id: int) -> dict[str, Any]:
-        """The organization's invitations, newest first (org admins)."""
+        """The organization's invitations, newest first (org admins).
+
+        Pending, accepted, revoked and expired invitations with who invited whom and when; the link
+        itself is never shown again.
+        """
         return teams.invitation_list(actor(), organization_id, **query).as_dict()
 
 
@@ -93,7 +113,10 @@ class Invitations(MethodView):
 @blp.alt_response(403, description="Not an org admin of this organization")
 @blp.alt_response(409, description="The invitation was already accepted")
 def invitation_revoke(organization_id: int, invitation_id: int) -> None:
-    """Revoke a pending invitation (org admins): its link stops working."""
+    """Revoke a pending invitation (org admins): its link stops working.
+
+    Accepted or expired invitations cannot be revoked (409).
+    """
     teams.invitation_revoke(actor(), organization_id, invitation_id)
 
 
@@ -105,7 +128,11 @@ def invitation_revoke(organization_id: int, invitation_id: int) -> None:
 @blp.alt_response(409, description="The address already has an account")
 @blp.alt_response(429, description="Too many unauthenticated writes from this address")
 def invitation_accept(data: dict[str, Any]) -> User:
-    """Accept an invitation: creates your account in the organization; then sign in."""
+    """Accept an invitation: creates your account in the organization; then sign in.
+
+    Takes the one-time token from the link, the new user's name and a password that passes the
+    strength check. The account joins the inviting organization with the role the invitation named.
+    """
     return teams.invitation_accept(data["token"], data["password"], data["display_name"])
 
 
@@ -115,5 +142,9 @@ def invitation_accept(data: dict[str, Any]) -> User:
 @blp.response(200, AuditLogPageSchema)
 @blp.alt_response(403, description="Only org admins (their organization's) and admins")
 def audit_log(query: dict[str, Any]) -> dict[str, Any]:
-    """Who did what, when, from where: org admins their organization's, admins all."""
+    """Who did what, when, from where: org admins their organization's, admins all.
+
+    Entries for organizations, members, tokens, policies, baselines, certificates and claims,
+    newest first; filter by organization, actor and action. The log is append-only.
+    """
     return audit_log_list(actor(), **query).as_dict()

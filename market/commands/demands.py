@@ -8,6 +8,7 @@ import click
 from flask.cli import AppGroup
 
 from market.clock import business_today as today
+from market.i18n import say
 from market.services.demands import close_expired_demands
 
 demands_cli = AppGroup("demands", help="Demands (RFQs) housekeeping.")
@@ -25,4 +26,10 @@ def close_expired(on: datetime | None) -> None:
     """Close every open demand whose need_by has passed."""
     day: date = on.date() if on else today()
     closed = close_expired_demands(day)
-    click.echo(f"closed {closed} expired demand(s) (need_by before {day.isoformat()})")
+    click.echo(
+        say(
+            "Closed %(count)s expired demand(s) (need_by before %(day)s).",
+            count=closed,
+            day=day.isoformat(),
+        )
+    )

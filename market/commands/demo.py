@@ -16,8 +16,9 @@ from sqlalchemy.engine import make_url
 from market.commands.progress import progress_bar
 from market.errors import DomainError
 from market.extensions import db
+from market.i18n import say
 from market.services.demo import DEMO_PASSWORD, DemoSummary, seed_demo
-from search import search_backend
+from search.current import search_backend
 
 
 @click.command("seed-demo")
@@ -71,20 +72,28 @@ def _seed_and_report(size: int, seed: int, reset: bool, password: str) -> None:
 
 def _report(summary: DemoSummary) -> None:
     click.echo(
-        f"{'Replaced the demo world' if summary.reset else 'Seeded a demo world'} "
-        f"in {summary.seconds:.1f} s: {summary.oems} OEMs with {summary.plants} plants "
-        "(locations approximate), "
-        f"{summary.suppliers} suppliers with {summary.sites} sites, "
-        f"{summary.capabilities} capabilities, {summary.certifications} certifications; "
-        f"{summary.demands} demands."
+        say(
+            "%(what)s in %(seconds)s s: %(oems)s OEMs with %(plants)s plants (locations "
+            "approximate), %(suppliers)s suppliers with %(sites)s sites, %(capabilities)s "
+            "capabilities, %(certifications)s certifications; %(demands)s demands.",
+            what=say("Replaced the demo world") if summary.reset else say("Seeded a demo world"),
+            seconds=f"{summary.seconds:.1f}",
+            oems=summary.oems,
+            plants=summary.plants,
+            suppliers=summary.suppliers,
+            sites=summary.sites,
+            capabilities=summary.capabilities,
+            certifications=summary.certifications,
+            demands=summary.demands,
+        )
     )
-    click.echo(f"Demo users (password: {summary.password}):")
+    click.echo(say("Demo users (password: %(password)s):", password=summary.password))
     for user in summary.users:
         where = f"  {user.organization}" if user.organization else ""
         click.echo(f"  {user.email:<22} {user.role.value:<9}{where}")
     # The database search backend (the embedded default) reads the tables themselves.
     if search_backend().name == "elasticsearch":
-        click.echo("Nothing was sent to the search index: run `flask search reindex` next.")
+        click.echo(say("Nothing was sent to the search index: run `flask search reindex` next."))
 
 
 @dataclass
@@ -132,12 +141,10 @@ def _fresh_database() -> FreshDatabase:
     finally:
         admin.dispose()
     new_url = url.set(database=name)
-    from market import create_app
-
     # The same settings as this app's, on the new database.
     settings = dict(current_app.config)
     settings["SQLALCHEMY_DATABASE_URI"] = new_url.render_as_string(hide_password=False)
-    other = create_app(**settings)
+    other = current_app.extensions["market.create_app"](**settings)
     with other.app_context():
         upgrade(directory=other.extensions["migrate"].directory)
     shown = new_url.render_as_string(hide_password=True)

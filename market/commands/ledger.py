@@ -18,6 +18,7 @@ from flask.cli import AppGroup
 from marshmallow import ValidationError
 
 from market.errors import DomainError
+from market.i18n import say
 from market.models import OutboxStatus
 from market.schemas.ledger import BaselineCreateSchema, PolicyCreateSchema
 from market.services import policies
@@ -83,7 +84,13 @@ def policy_add(
         policy = policies.policy_add(data, by=None)
     except DomainError as exc:
         _fail(exc)
-    click.echo(f"added policy v{policy.version} from {policy.effective_from.isoformat()}")
+    click.echo(
+        say(
+            "Added policy v%(version)s from %(start)s.",
+            version=policy.version,
+            start=policy.effective_from.isoformat(),
+        )
+    )
 
 
 @baselines_cli.command("declare")
@@ -99,8 +106,13 @@ def baselines_declare(**values: Any) -> None:
     except DomainError as exc:
         _fail(exc)
     click.echo(
-        f"declared {baseline.amount} for OEM {baseline.oem_org_id} in {baseline.year} "
-        f"(baseline of {baseline.year + 1})"
+        say(
+            "Declared %(amount)s for OEM %(oem)s in %(year)s (the baseline of %(next)s).",
+            amount=baseline.amount,
+            oem=baseline.oem_org_id,
+            year=baseline.year,
+            next=baseline.year + 1,
+        )
     )
 
 
@@ -130,7 +142,13 @@ def baselines_settle() -> None:
     ).all()
     appended = [seq for oem, year in keys for seq in settle_year(oem, year)]
     commit()
-    click.echo(f"{len(keys)} (OEM, year) positions checked; {len(appended)} adjustments appended")
+    click.echo(
+        say(
+            "%(positions)s (OEM, year) positions checked; %(appended)s adjustments appended.",
+            positions=len(keys),
+            appended=len(appended),
+        )
+    )
 
 
 @outbox_cli.command("list")
@@ -164,7 +182,7 @@ def outbox_sweep(via_worker: bool) -> None:
     """Re-enqueue rows pending for longer than OUTBOX_STALE_SECONDS (inline mode: run them)."""
     if via_worker:
         ok = outbox.enqueue_sweep()
-        click.echo("sweep enqueued" if ok else "could not enqueue (is Redis up?)")
+        click.echo(say("Sweep enqueued.") if ok else say("Could not enqueue (is Redis up?)."))
         return
     report = outbox.sweep_outbox()
     click.echo("  ".join(f"{name}={value}" for name, value in report.items()))
@@ -175,7 +193,10 @@ def outbox_sweep(via_worker: bool) -> None:
 def outbox_retry_dead(event_ids: tuple[int, ...]) -> None:
     """Put dead rows back to pending (attempts reset) and enqueue them."""
     ids = outbox.retry_dead(list(event_ids) or None)
-    click.echo(f"retried {len(ids)} row(s)" + (f": {', '.join(map(str, ids))}" if ids else ""))
+    click.echo(
+        say("Retried %(count)s row(s).", count=len(ids))
+        + (f" {', '.join(map(str, ids))}" if ids else "")
+    )
 
 
 @click.command("worker")

@@ -8,8 +8,9 @@ from sqlalchemy import func, select
 
 from market.commands.progress import progress_bar
 from market.extensions import db
+from market.i18n import say
 from market.models import OutboxEvent, OutboxStatus, OutboxTopic
-from search import search_backend
+from search.current import search_backend
 from search.elastic import ElasticsearchBackend
 from search.reindex import reindex, retokenize, supplier_count
 from search.sync import reconcile, sync_pending
@@ -21,7 +22,9 @@ def _elasticsearch() -> ElasticsearchBackend | None:
     backend = search_backend()
     if isinstance(backend, ElasticsearchBackend):
         return backend
-    click.echo("The database search backend is in use (ELASTICSEARCH_URL is not set): no index.")
+    click.echo(
+        say("The database search backend is in use (ELASTICSEARCH_URL is not set): no index.")
+    )
     return None
 
 
@@ -36,9 +39,15 @@ def reindex_command(batch_size: int) -> None:
     with progress_bar(total, "Indexing suppliers") as advance:
         result = reindex(backend, batch_size=batch_size, progress=advance)
     click.echo(
-        f"{result.indexed} suppliers indexed into {result.index} "
-        f"(alias {backend.alias}); {result.caught_up} caught up; "
-        f"removed: {', '.join(result.removed_indices) or 'nothing'}"
+        say(
+            "%(count)s suppliers indexed into %(index)s (alias %(alias)s); %(caught_up)s caught "
+            "up; removed: %(removed)s",
+            count=result.indexed,
+            index=result.index,
+            alias=backend.alias,
+            caught_up=result.caught_up,
+            removed=", ".join(result.removed_indices) or say("nothing"),
+        )
     )
 
 
@@ -98,4 +107,4 @@ def retokenize_command(batch_size: int) -> None:
         f"search tokens changed: {result.organizations} organizations, {result.demands} demands"
     )
     if result.organizations and isinstance(search_backend(), ElasticsearchBackend):
-        click.echo("Elasticsearch holds copies of them: run `flask search reindex`.")
+        click.echo(say("Elasticsearch holds copies of them: run `flask search reindex`."))

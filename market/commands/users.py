@@ -9,6 +9,7 @@ import click
 from flask.cli import AppGroup
 
 from market.errors import DomainError
+from market.i18n import say
 from market.models import Authority, Role
 from market.services import accounts, authorities
 
@@ -61,7 +62,14 @@ def create(
         user = accounts.staff_user_create(email, Role(role), password, display_name, authority_name)
     except DomainError as exc:
         _fail(exc)
-    click.echo(f"created {user.role.value} {user.email} (id {user.id})")
+    click.echo(
+        say(
+            "Created %(role)s %(email)s (id %(id)s).",
+            role=user.role.value,
+            email=user.email,
+            id=user.id,
+        )
+    )
 
 
 @users_cli.command("list")

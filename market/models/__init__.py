@@ -40,8 +40,14 @@ from market.models.marketplace import (
 from market.models.notifications import Notification, NotificationKind
 from market.models.outbox import OutboxEvent, OutboxStatus, OutboxTopic
 from market.models.suppliers import Capability, Certification, CertStatus, Site, SiteKind
+from market.models.webhooks import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
-search_tokens.register()
+search_tokens.register(Organization, Demand)
 
 __all__ = [
     "ApiToken",
@@ -56,6 +62,7 @@ __all__ = [
     "DeclaredBaseline",
     "DeclaredVehicleOutput",
     "Delivery",
+    "DeliveryStatus",
     "Demand",
     "DemandState",
     "EntryKind",
@@ -87,4 +94,7 @@ __all__ = [
     "SiteKind",
     "SubsidyPolicy",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -13,14 +13,14 @@ from typing import Any
 from sqlalchemy import event, inspect
 from sqlalchemy.engine.default import DefaultExecutionContext
 
+from search.text import index_tokens  # pure text processing: it imports no model
+
 ORGANIZATION_NAME_FIELDS = ("legal_name", "english_name")
 ORGANIZATION_TEXT_FIELDS = ("description",)
 DEMAND_TEXT_FIELDS = ("title", "description")
 
 
 def tokens_of(*texts: str | None) -> str:
-    from search.text import index_tokens  # search imports the models: import when first used
-
     return index_tokens(*texts)
 
 
@@ -42,19 +42,18 @@ def _changed(target: Any, fields: tuple[str, ...]) -> bool:
     return any(state.attrs[name].history.has_changes() for name in fields)
 
 
-def register() -> None:
-    """Hook the ORM (called once when the models are imported)."""
-    from market.models.accounts import Organization
-    from market.models.marketplace import Demand
+def register(organization: type, demand: type) -> None:
+    """Hook the ORM on the Organization and Demand classes (``market.models`` calls this once,
+    when it has imported them)."""
 
-    @event.listens_for(Organization, "before_update")
-    def _organization_tokens(_mapper: Any, _connection: Any, target: Organization) -> None:
+    @event.listens_for(organization, "before_update")
+    def _organization_tokens(_mapper: Any, _connection: Any, target: Any) -> None:
         if _changed(target, ORGANIZATION_NAME_FIELDS):
             target.search_names = tokens_of(target.legal_name, target.english_name)
         if _changed(target, ORGANIZATION_TEXT_FIELDS):
             target.search_text = tokens_of(target.description)
 
-    @event.listens_for(Demand, "before_update")
-    def _demand_tokens(_mapper: Any, _connection: Any, target: Demand) -> None:
+    @event.listens_for(demand, "before_update")
+    def _demand_tokens(_mapper: Any, _connection: Any, target: Any) -> None:
         if _changed(target, DEMAND_TEXT_FIELDS):
             target.search_text = tokens_of(target.title, target.description)

@@ -21,8 +21,16 @@ class StrictSchema(Schema):
 
 
 class PageQuerySchema(StrictSchema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
-    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
+    page = fields.Integer(
+        load_default=1,
+        validate=validate.Range(min=1, max=100_000),
+        metadata={"description": "The page to return, from 1."},
+    )
+    per_page = fields.Integer(
+        load_default=20,
+        validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
+        metadata={"description": "Items per page (at most 100; default 20)."},
+    )
 
 
 class PageMetaSchema(Schema):

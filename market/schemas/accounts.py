@@ -109,8 +109,20 @@ class RegistrationAcceptedSchema(Schema):
 
 
 class OrganizationQuerySchema(PageQuerySchema):
-    kind = fields.Enum(OrgKind, by_value=True, load_default=None)
-    status = fields.Enum(OrgStatus, by_value=True, load_default=None)
+    kind = fields.Enum(
+        OrgKind,
+        by_value=True,
+        load_default=None,
+        metadata={"description": "Only organizations of this kind: oem or supplier."},
+    )
+    status = fields.Enum(
+        OrgStatus,
+        by_value=True,
+        load_default=None,
+        metadata={
+            "description": "Only organizations in this status: pending, active or suspended."
+        },
+    )
     q = search_words("Words to find in the Chinese or English name or the description")
 
 
@@ -221,8 +233,16 @@ class ApiTokenCreatedSchema(ApiTokenSchema):
 
 
 class SecurityEventQuerySchema(PageQuerySchema):
-    kind = fields.String(load_default=None, validate=validate.Length(max=40))
-    user_id = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**31 - 1))
+    kind = fields.String(
+        load_default=None,
+        validate=validate.Length(max=40),
+        metadata={"description": "Only events of this kind (e.g. login_failed, token_revoked)."},
+    )
+    user_id = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1, max=2**31 - 1),
+        metadata={"description": "Only events of this user."},
+    )
 
 
 class SecurityEventSchema(Schema):
@@ -313,9 +333,19 @@ class AuthorityDetailSchema(AuthoritySchema):
 
 class AuditLogQuerySchema(PageQuerySchema):
     organization_id = fields.Integer(
-        load_default=None, validate=validate.Range(min=1, max=2**31 - 1)
+        load_default=None,
+        validate=validate.Range(min=1, max=2**31 - 1),
+        metadata={
+            "description": "Only entries about this organization (admins; org admins: their own)."
+        },
     )
-    action = fields.String(load_default=None, validate=validate.Length(min=1, max=60))
+    action = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=60),
+        metadata={
+            "description": "Only entries of this action, e.g. member.removed or baseline.declared."
+        },
+    )
 
 
 class AuditLogEntrySchema(Schema):

@@ -53,13 +53,29 @@ class CheckpointStatusSchema(Schema):
 
 
 class InclusionQuerySchema(StrictSchema):
-    seq = fields.Integer(required=True, validate=_TREE_INDEX)
-    size = fields.Integer(required=True, validate=_TREE_INDEX)
+    seq = fields.Integer(
+        required=True,
+        validate=_TREE_INDEX,
+        metadata={"description": "The entry's sequence number (its leaf is seq - 1 in the tree)."},
+    )
+    size = fields.Integer(
+        required=True,
+        validate=_TREE_INDEX,
+        metadata={"description": "The tree size of the checkpoint to prove against; at least seq."},
+    )
 
 
 class ConsistencyQuerySchema(StrictSchema):
-    old_size = fields.Integer(required=True, validate=_TREE_INDEX)
-    new_size = fields.Integer(required=True, validate=_TREE_INDEX)
+    old_size = fields.Integer(
+        required=True,
+        validate=_TREE_INDEX,
+        metadata={"description": "The size of the older checkpoint."},
+    )
+    new_size = fields.Integer(
+        required=True,
+        validate=_TREE_INDEX,
+        metadata={"description": "The size of the newer checkpoint; at least old_size."},
+    )
 
 
 class InclusionProofSchema(Schema):

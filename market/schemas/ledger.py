@@ -31,18 +31,43 @@ def _exact(places: int) -> dict[str, Any]:
 
 
 class LedgerQuerySchema(PageQuerySchema):
-    year = fields.Integer(validate=validate.Range(min=1990, max=2200))
-    oem = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
-    supplier = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
-    city = fields.String(
-        validate=validate.Regexp(r"^\d{6}$", error="A 6-digit GB/T 2260 city code.")
+    year = fields.Integer(
+        validate=validate.Range(min=1990, max=2200),
+        metadata={"description": "Only entries of purchases of this business year."},
     )
-    near_shore = fields.Boolean()
-    kind = fields.Enum(EntryKind, by_value=True)
-    date_from = fields.Date()
-    date_to = fields.Date()
+    oem = fields.Integer(
+        validate=validate.Range(min=1, max=2**31 - 1),
+        metadata={"description": "Only entries of this OEM organization."},
+    )
+    supplier = fields.Integer(
+        validate=validate.Range(min=1, max=2**31 - 1),
+        metadata={"description": "Only entries of purchases from this supplier organization."},
+    )
+    city = fields.String(
+        validate=validate.Regexp(r"^\d{6}$", error="A 6-digit GB/T 2260 city code."),
+        metadata={"description": "Only entries of plants in this city (GB/T 2260 code)."},
+    )
+    near_shore = fields.Boolean(
+        metadata={"description": "true: only near-shore entries; false: only the others."}
+    )
+    kind = fields.Enum(
+        EntryKind,
+        by_value=True,
+        metadata={"description": "Only entries of this kind: record, reversal or adjustment."},
+    )
+    date_from = fields.Date(
+        metadata={"description": "Only purchases made on or after this business date."}
+    )
+    date_to = fields.Date(
+        metadata={"description": "Only purchases made on or before this business date."}
+    )
     export_format = fields.String(
-        data_key="format", load_default="json", validate=validate.OneOf(["json", "csv"])
+        data_key="format",
+        load_default="json",
+        validate=validate.OneOf(["json", "csv"]),
+        metadata={
+            "description": "json (pages, the default) or csv (all rows, streamed, UTF-8 with BOM)."
+        },
     )
 
     @validates_schema
@@ -96,7 +121,10 @@ class SummaryQuerySchema(StrictSchema):
         validate=validate.Range(min=1990, max=2200),
         metadata={"description": "Defaults to the current business year (Asia/Shanghai)."},
     )
-    oem = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
+    oem = fields.Integer(
+        validate=validate.Range(min=1, max=2**31 - 1),
+        metadata={"description": "Only the figures of this OEM organization."},
+    )
 
 
 class PositionSchema(Schema):
@@ -248,8 +276,14 @@ class BaselineCreateSchema(StrictSchema):
 
 
 class BaselineQuerySchema(StrictSchema):
-    oem = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
-    year = fields.Integer(validate=validate.Range(min=1990, max=2200))
+    oem = fields.Integer(
+        validate=validate.Range(min=1, max=2**31 - 1),
+        metadata={"description": "Only baselines of this OEM organization."},
+    )
+    year = fields.Integer(
+        validate=validate.Range(min=1990, max=2200),
+        metadata={"description": "Only baselines declared for this year."},
+    )
 
 
 class BaselineSchema(Schema):
@@ -273,8 +307,15 @@ class OutboxQuerySchema(PageQuerySchema):
     status = fields.List(
         fields.Enum(OutboxStatus, by_value=True),
         load_default=lambda: [OutboxStatus.DEAD, OutboxStatus.PENDING],
+        metadata={
+            "description": "Rows in these states (repeat the parameter); default: dead and pending."
+        },
     )
-    topic = fields.Enum(OutboxTopic, by_value=True)
+    topic = fields.Enum(
+        OutboxTopic,
+        by_value=True,
+        metadata={"description": "Only rows of this topic, e.g. ledger.record or search.sync."},
+    )
 
 
 class OutboxEventSchema(Schema):

@@ -268,11 +268,16 @@ class DemandSchema(Schema):
 
 
 class DemandQuerySchema(PageQuerySchema):
-    state = fields.String(validate=validate.OneOf([s.value for s in DemandState]))
+    state = fields.String(
+        validate=validate.OneOf([s.value for s in DemandState]),
+        metadata={
+            "description": "Only demands in this state: draft, open, awarded, closed or cancelled."
+        },
+    )
     category = fields.String(
         validate=_category, metadata={"description": "This category and its sub-categories."}
     )
-    plant_id = Id(strict=False)
+    plant_id = Id(strict=False, metadata={"description": "Only demands for this plant."})
     oem = Id(strict=False, metadata={"description": "The buying organization's id."})
     q = search_words("Words to find in the title or description")
     sort = sort_field("id", "created_at", "need_by", default="-id")
@@ -333,7 +338,10 @@ class QuoteSchema(Schema):
 
 
 class QuoteQuerySchema(PageQuerySchema):
-    status = fields.String(validate=validate.OneOf([s.value for s in QuoteStatus]))
+    status = fields.String(
+        validate=validate.OneOf([s.value for s in QuoteStatus]),
+        metadata={"description": "Only quotes in this state."},
+    )
     sort = sort_field("id", "unit_price", "lead_time_days", "created_at", default="id")
 
 
@@ -523,10 +531,19 @@ class PurchaseRecordedSchema(_PurchaseViewSchema):
 
 
 class PurchaseQuerySchema(PageQuerySchema):
-    year = fields.Integer(strict=False, validate=validate.Range(min=2000, max=2100))
+    year = fields.Integer(
+        strict=False,
+        validate=validate.Range(min=2000, max=2100),
+        metadata={"description": "Only purchases of this business year (Asia/Shanghai)."},
+    )
     supplier = Id(strict=False, metadata={"description": "Supplier organization id."})
     oem = Id(strict=False, metadata={"description": "Buying (OEM) organization id."})
-    status = fields.String(validate=validate.OneOf([s.value for s in PurchaseStatus]))
+    status = fields.String(
+        validate=validate.OneOf([s.value for s in PurchaseStatus]),
+        metadata={
+            "description": "Only purchases in this status (pending_confirmation, confirmed, ...)."
+        },
+    )
     awaiting = fields.String(
         validate=validate.OneOf(["me"]),
         metadata={"description": "me: purchases waiting for your organization's confirmation."},
@@ -535,5 +552,8 @@ class PurchaseQuerySchema(PageQuerySchema):
         validate=validate.OneOf([r.value for r in InvoiceReview]),
         metadata={"description": "Auditors and admins: purchases by invoice review state."},
     )
-    source = fields.String(validate=validate.OneOf([s.value for s in PurchaseSource]))
+    source = fields.String(
+        validate=validate.OneOf([s.value for s in PurchaseSource]),
+        metadata={"description": "award (from a quote) or recorded (an off-platform purchase)."},
+    )
     sort = sort_field("id", "purchased_on", "amount", default="-id")

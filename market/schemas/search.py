@@ -70,8 +70,16 @@ class SupplierSearchQuerySchema(PageQuerySchema):
     q = search_words(
         "Words to find in the names, the description or the names of the supplier's categories"
     )
-    lat = fields.Float(validate=validate.Range(min=-90, max=90), allow_nan=False)
-    lon = fields.Float(validate=validate.Range(min=-180, max=180), allow_nan=False)
+    lat = fields.Float(
+        validate=validate.Range(min=-90, max=90),
+        allow_nan=False,
+        metadata={"description": "Latitude (WGS-84) to measure from; give lon and radius_km too."},
+    )
+    lon = fields.Float(
+        validate=validate.Range(min=-180, max=180),
+        allow_nan=False,
+        metadata={"description": "Longitude (WGS-84) of the point to measure distances from."},
+    )
     radius_km = fields.Float(
         validate=validate.Range(min=0, max=spec.MAX_RADIUS_KM, min_inclusive=False),
         allow_nan=False,
@@ -85,7 +93,10 @@ class SupplierSearchQuerySchema(PageQuerySchema):
         validate=validate.Length(max=MAX_STANDARDS),
         metadata={"description": "Standards with a certification valid today (repeatable)"},
     )
-    tier = fields.Integer(validate=validate.Range(min=1, max=3))
+    tier = fields.Integer(
+        validate=validate.Range(min=1, max=3),
+        metadata={"description": "Only suppliers of this supply-chain tier (1, 2 or 3)."},
+    )
     city = CityField(
         metadata={"description": "GB/T 2260 code, or the Chinese or English name of the city"}
     )

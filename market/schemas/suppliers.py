@@ -213,9 +213,18 @@ class SitePatchSchema(StrictSchema):
 
 
 class SiteListQuerySchema(PageQuerySchema):
-    kind = fields.Enum(SiteKind, by_value=True)
-    city_code = fields.String(validate=validate.Regexp(DIVISION_CODE))
-    active = fields.Boolean()
+    kind = fields.Enum(
+        SiteKind,
+        by_value=True,
+        metadata={"description": "Only sites of this kind: plant or warehouse."},
+    )
+    city_code = fields.String(
+        validate=validate.Regexp(DIVISION_CODE),
+        metadata={"description": "Only sites in this city (GB/T 2260 code)."},
+    )
+    active = fields.Boolean(
+        metadata={"description": "true: only active sites; false: only deactivated ones."}
+    )
 
 
 class SiteSchema(Schema):
@@ -336,8 +345,13 @@ class CertificationPatchSchema(StrictSchema):
 
 
 class CertificationListQuerySchema(PageQuerySchema):
-    standard = fields.String(validate=validate.Length(max=40))
-    status = fields.Enum(CertStatus, by_value=True)
+    standard = fields.String(
+        validate=validate.Length(max=40),
+        metadata={"description": "Only certificates of this standard."},
+    )
+    status = fields.Enum(
+        CertStatus, by_value=True, metadata={"description": "Only certificates in this status."}
+    )
 
 
 class CertificationSchema(Schema):
@@ -399,7 +413,10 @@ class PlantListQuerySchema(PageQuerySchema):
         validate=validate.Range(min=1, max=2**31 - 1),
         metadata={"description": "Admins and auditors: one OEM's plants."},
     )
-    city_code = fields.String(validate=validate.Regexp(DIVISION_CODE))
+    city_code = fields.String(
+        validate=validate.Regexp(DIVISION_CODE),
+        metadata={"description": "Only plants in this city (GB/T 2260 code)."},
+    )
 
 
 class PlantSchema(SiteSchema):

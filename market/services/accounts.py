@@ -81,11 +81,7 @@ def organization_register(data: dict[str, Any]) -> str:
     auth.throttle_anonymous_write("registration")
     first_user = data["user"]
     email = normalise_email(first_user["email"])
-    if db.session.scalar(select(Organization.id).where(Organization.uscc == data["uscc"])):
-        raise Conflict(
-            "This organization is already registered.",
-            fields={"uscc": ["An organization with this USCC is already registered."]},
-        )
+    _refuse_registered_uscc(data["uscc"])
     # Hashed on both paths, so the time taken does not tell whether the address is known.
     password_hash = hash_password(first_user["password"])
     owner_id = db.session.scalar(select(User.id).where(User.email == email))
@@ -116,29 +112,36 @@ def organization_register(data: dict[str, Any]) -> str:
     db.session.add_all([organization, user])
     try:
         db.session.flush()
-        security_log.record(
-            SecurityEventKind.ORG_REGISTERED,
-            user_id=user.id,
-            detail=f"organization {organization.id} ({organization.kind.value}) registered",
-        )
-        audit(
-            "organization.registered",
-            f"organization:{organization.id}",
-            {"kind": organization.kind.value, "first_user": user.id},
-            organization_id=organization.id,
-            actor=user,
-        )
+        _record_registration(organization, user)
         commit()
-    except IntegrityError as exc:
+    except IntegrityError:
         # Two registrations raced past the checks above; the unique constraints decided.
         rollback()
-        if db.session.scalar(select(Organization.id).where(Organization.uscc == data["uscc"])):
-            raise Conflict(
-                "This organization is already registered.",
-                fields={"uscc": ["An organization with this USCC is already registered."]},
-            ) from exc
-        return REGISTRATION_RECEIVED
+        _refuse_registered_uscc(data["uscc"])
     return REGISTRATION_RECEIVED
+
+
+def _record_registration(organization: Organization, user: User) -> None:
+    security_log.record(
+        SecurityEventKind.ORG_REGISTERED,
+        user_id=user.id,
+        detail=f"organization {organization.id} ({organization.kind.value}) registered",
+    )
+    audit(
+        "organization.registered",
+        f"organization:{organization.id}",
+        {"kind": organization.kind.value, "first_user": user.id},
+        organization_id=organization.id,
+        actor=user,
+    )
+
+
+def _refuse_registered_uscc(uscc: str) -> None:
+    if db.session.scalar(select(Organization.id).where(Organization.uscc == uscc)):
+        raise Conflict(
+            "This organization is already registered.",
+            fields={"uscc": ["An organization with this USCC is already registered."]},
+        )
 
 
 def organization_list(

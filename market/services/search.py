@@ -28,7 +28,7 @@ from market.http import MAX_ID
 from market.models import Demand, Organization, OrgKind, OrgStatus, Role, User
 from market.permissions import auditor_city_prefixes, city_in_jurisdiction
 from market.services.pagination import Page
-from search import documents, search_backend, spec, text
+from search import documents, spec, text
 from search.backends import (
     MAX_RESULT_WINDOW,
     MatchHit,
@@ -37,6 +37,7 @@ from search.backends import (
     SearchUnavailable,
     SupplierQuery,
 )
+from search.current import search_backend
 from search.database import DatabaseSearchBackend
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ rows stay pending and the sweeper enqueues them later.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from market.extensions import db
@@ -16,11 +17,14 @@ from market.models import OutboxEvent, OutboxTopic
 _PENDING_KEY = "outbox_pending"
 
 
-def emit(topic: OutboxTopic, aggregate_id: int, payload: dict[str, Any] | None = None) -> None:
+def emit(
+    topic: OutboxTopic, aggregate_id: int, payload: dict[str, Any] | None = None
+) -> OutboxEvent:
     """Record asynchronous work in the current transaction (published after commit)."""
     event = OutboxEvent(topic=topic, aggregate_id=aggregate_id, payload=payload or {})
     db.session.add(event)
     db.session.info.setdefault(_PENDING_KEY, []).append(event)
+    return event
 
 
 def commit() -> None:
@@ -35,9 +39,20 @@ def commit() -> None:
         session.rollback()
         raise
     if topics:
-        from workers.outbox import publish
+        if _publisher is None:
+            raise RuntimeError("No outbox publisher: create_app wires workers.outbox.publish.")
+        _publisher(list(topics), topics)
 
-        publish(list(topics), topics)
+
+Publisher = Callable[[list[int], Mapping[int, OutboxTopic]], None]
+_publisher: Publisher | None = None
+
+
+def set_publisher(publisher: Publisher) -> None:
+    """Set what runs the committed outbox rows' jobs (``workers.outbox.publish``, wired by
+    ``create_app``: this layer does not import the workers)."""
+    global _publisher
+    _publisher = publisher
 
 
 def rollback() -> None:

@@ -36,6 +36,8 @@ from market.models import (
     OrgStatus,
     Quote,
     Role,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from market.passwords import hash_password
 from tests import factories
@@ -84,6 +86,26 @@ class World:
             if match and match.group(1) in self.values:
                 return self.values[match.group(1)]
         return template
+
+
+def _webhook_of(organization_id: int) -> tuple[WebhookEndpoint, WebhookDelivery]:
+    """A webhook endpoint (nothing listens on port 9: attempts fail at once) and a delivery."""
+    from market.services.webhooks import new_secret, seal
+
+    endpoint = WebhookEndpoint(
+        organization_id=organization_id,
+        url="http://127.0.0.1:9/hook",
+        topics=["*"],
+        secret_sealed=seal(new_secret()),
+    )
+    factories.db.session.add(endpoint)
+    factories.db.session.flush()
+    delivery = WebhookDelivery(
+        endpoint_id=endpoint.id, event_id=1, event_kind="quote.received", body="{}"
+    )
+    factories.db.session.add(delivery)
+    factories.db.session.flush()
+    return endpoint, delivery
 
 
 def build_world() -> World:
@@ -152,6 +174,7 @@ def build_world() -> World:
     )
     factories.db.session.add(invitation_a)
     factories.db.session.flush()
+    webhook_endpoint_a, webhook_delivery_a = _webhook_of(oem_a.id)
     # The session token a removed member's cookie still carries, from before the removal.
     removed_session_token = users["removed_member"].session_token
     removed = users["removed_member"]
@@ -192,6 +215,8 @@ def build_world() -> World:
         "org_suspended": org_suspended,
         "authority_a": authority_a,
         "invitation_a": invitation_a,
+        "webhook_endpoint_a": webhook_endpoint_a,
+        "webhook_delivery_a": webhook_delivery_a,
     } | tokens
     world.objects = named | {f"user_{k}": v for k, v in users.items()}
     world.ids = {name: obj.id for name, obj in world.objects.items()}

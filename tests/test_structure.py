@@ -1,0 +1,102 @@
+"""The code's shape: no import cycles among the product's modules, and the layers in order.
+
+The graph comes from grimp, which reads every import statement (module level and inside
+functions alike), so a cycle cannot hide in a function body.
+"""
+
+from __future__ import annotations
+
+import grimp
+import pytest
+
+PACKAGES = ("market", "search", "workers")
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph(
+        *PACKAGES, include_external_packages=False, exclude_type_checking_imports=True
+    )
+
+
+def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iteratively)."""
+    imports = {module: graph.find_modules_directly_imported_by(module) for module in graph.modules}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(imports):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(imports[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(imports[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    graph = grimp.ImportGraph()
+    for module in ("a", "a.b", "a.c", "a.d"):
+        graph.add_module(module)
+    graph.add_import(importer="a.b", imported="a.c")
+    graph.add_import(importer="a.c", imported="a.b")
+    graph.add_import(importer="a.c", imported="a.d")
+    assert _cycles(graph) == [["a.b", "a.c"]]
+
+
+def test_no_module_imports_itself_through_others(graph: grimp.ImportGraph) -> None:
+    cycles = _cycles(graph)
+    assert cycles == [], "\n".join(
+        " -> ".join(str(link) for link in graph.find_shortest_chain(cycle[0], cycle[1]) or [])
+        + f"  (cycle of {len(cycle)}: {', '.join(cycle)})"
+        for cycle in cycles
+    )
+
+
+@pytest.mark.parametrize(
+    ("lower", "upper"),
+    [
+        ("market.services", "workers"),  # services emit outbox rows; the workers run them
+        ("market.models", "market.services"),
+        ("market.ledger", "market.api"),
+        ("search", "market.api"),
+        ("workers.outbox", "search.sync"),  # the bottom layer knows no handler
+        ("workers.outbox", "workers.ledger"),
+        ("search.text", "market.models"),  # tokenising is pure: the models use it
+        ("market.services.pagination", "workers"),
+        ("market.services.unit_of_work", "workers"),
+    ],
+)
+def test_a_lower_layer_never_imports_an_upper_one(
+    graph: grimp.ImportGraph, lower: str, upper: str
+) -> None:
+    chain = graph.find_shortest_chains(importer=lower, imported=upper, as_packages=True)
+    assert not chain, f"{lower} imports {upper}: {sorted(chain)[:3]}"
