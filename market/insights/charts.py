@@ -72,7 +72,7 @@ def render(kind: str, figures: dict[str, Any]) -> str:
     }
     with rc_context(style), warnings.catch_warnings():  # type: ignore[arg-type]
         warnings.simplefilter("ignore")  # "glyph missing" for CJK: the browser draws the text
-        figure = Figure(figsize=(max(6.0, 1.1 * len(labels) + 2), 4.0))
+        figure = Figure(figsize=(min(24.0, max(6.0, 1.1 * len(labels) + 2)), 4.0))
         axes = figure.subplots()
         positions = list(range(len(labels)))
         heights = [0.0 if v is None else v for v in values]
