@@ -97,6 +97,7 @@ def init_embedded_jobs(app: Flask) -> None:
 def embedded_jobs(app: Flask) -> list[tuple[Callable[[], Any], int]]:
     """The periodic jobs and their intervals (seconds) where no RQ scheduler runs them."""
     from market.ledger.checkpoints import issue_checkpoint_job
+    from market.services.deliveries import refresh_performance_job
     from workers.outbox import sweep_outbox
     from workers.scheduler import warn_expiring_certifications
 
@@ -105,4 +106,6 @@ def embedded_jobs(app: Flask) -> list[tuple[Callable[[], Any], int]]:
         (sweep_outbox, int(config["EMBEDDED_SWEEP_EVERY_SECONDS"])),
         (warn_expiring_certifications, int(config["EMBEDDED_CERTIFICATIONS_EVERY_SECONDS"])),
         (issue_checkpoint_job, int(config["CHECKPOINT_EVERY_SECONDS"])),
+        # Delivery performance (the opt-in ranking factor): its 90-day window moves daily.
+        (refresh_performance_job, int(config["EMBEDDED_CERTIFICATIONS_EVERY_SECONDS"])),
     ]

@@ -7,6 +7,9 @@
   days before one of its certifications expires, and re-syncs the supplier to search once one
   has expired. It is idempotent (each notice has a unique key in ``notice_keys``), so running
   it often, or on two schedulers at once, never notifies twice;
+- :func:`market.services.deliveries.refresh_performance_job` as often: recomputes suppliers'
+  delivery performance scores (the opt-in ranking factor), whose 90-day window moves with the
+  calendar; a changed score is re-synced to search;
 - :func:`search.sync.reconcile_job` every 30 s when Elasticsearch is configured: compares the
   (id, version) pairs of the index with the database and rewrites what is missing or stale,
   so search converges after an outage even when sync rows went dead meanwhile;
@@ -47,6 +50,7 @@ from market.models import (
     Organization,
     OutboxTopic,
 )
+from market.services.deliveries import refresh_performance_job
 from market.services.events import EventKind, emit_event
 from market.services.unit_of_work import commit, emit
 from workers.outbox import sweep_outbox
@@ -191,6 +195,14 @@ def build_scheduler(
         job_timeout=600,
         ttl=certifications_every,
         name=f"{prefix}-certification-expiry",
+        **common,
+    )
+    scheduler.register(
+        refresh_performance_job,
+        interval=certifications_every,
+        job_timeout=600,
+        ttl=certifications_every,
+        name=f"{prefix}-performance-refresh",
         **common,
     )
     checkpoint_every = int(app.config["CHECKPOINT_EVERY_SECONDS"])

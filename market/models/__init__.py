@@ -27,6 +27,7 @@ from market.models.claims import (
     EvidenceRequest,
     LineDecision,
 )
+from market.models.insights import DeclaredVehicleOutput, Delivery
 from market.models.ledger import (
     DeclaredBaseline,
     EntryKind,
@@ -80,6 +81,8 @@ __all__ = [
     "ClaimTransition",
     "Confirmation",
     "DeclaredBaseline",
+    "DeclaredVehicleOutput",
+    "Delivery",
     "DeliveryStatus",
     "Demand",
     "DemandState",

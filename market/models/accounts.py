@@ -65,6 +65,9 @@ class Organization(Model):
     listed: Mapped[bool] = mapped_column(default=True)
     # Bumped on every change to indexed data; Elasticsearch documents carry it as external version.
     version: Mapped[int] = mapped_column(default=1)
+    # Delivery performance score in basis points (5000..10000) as of the last delivery
+    # recorded; null: no deliveries (the ranking factor then counts it as neutral).
+    performance_bp: Mapped[int | None]
     verified_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

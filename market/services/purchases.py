@@ -39,6 +39,7 @@ from market.extensions import db
 from market.http import check_id
 from market.ledger import SubsidyPreview
 from market.models import (
+    Capability,
     Confirmation,
     EntryKind,
     InvoiceReview,
@@ -63,6 +64,7 @@ from market.schemas.marketplace import PurchaseRecordedSchema
 from market.services import idempotency
 from market.services.events import EventKind, emit_event
 from market.services.pagination import Page, order_by, paginate
+from market.services.suppliers import CHIPS
 from market.services.unit_of_work import commit, emit, rollback
 
 RECORD_ENDPOINT = "POST /api/v1/purchases"
@@ -115,6 +117,25 @@ def usable_site(site_id: int, org_id: int, field: str, what: str) -> Site:
     return site
 
 
+def chip_domestic_origin(supplier_org_id: int, category: str) -> bool | None:
+    """The fact the chip-localisation KPI counts, to freeze on a new purchase: None outside
+    ``ic.chips``; else whether the supplier's most specific capability covering the category
+    (the category itself or its nearest ancestor; failing that, any under it) is domestic."""
+    if not (category == CHIPS or category.startswith(CHIPS + ".")):
+        return None
+    rows = db.session.execute(
+        select(Capability.category, Capability.domestic_origin).where(
+            Capability.organization_id == supplier_org_id,
+            Capability.category.startswith(CHIPS, autoescape=True),
+        )
+    ).all()
+    covering = [r for r in rows if category == r.category or category.startswith(r.category + ".")]
+    if covering:
+        return bool(max(covering, key=lambda r: len(r.category)).domestic_origin)
+    below = [r for r in rows if r.category.startswith(category + ".")]
+    return bool(below) and all(r.domestic_origin for r in below)
+
+
 def add_purchase(
     *,
     oem_org_id: int,
@@ -145,6 +166,7 @@ def add_purchase(
         plant_city_code=plant.city_code,
         plant_lat=plant.lat,
         plant_lon=plant.lon,
+        chip_domestic_origin=chip_domestic_origin(supplier_org_id, category),
         category=category,
         amount=amount,
         purchased_on=purchased_on,
