@@ -36,3 +36,6 @@ def register_blueprints(api: Api) -> None:
     from market.api import checkpoints  # signed checkpoints of the ledger, proofs
 
     api.register_blueprint(checkpoints.blp, url_prefix=API_PREFIX)
+    from market.api import gaps  # chain intelligence: gap maps
+
+    api.register_blueprint(gaps.blp, url_prefix=API_PREFIX)

@@ -1,0 +1,1 @@
+"""Chain intelligence pictures: the Guangdong gap map and the insights page's assets."""
