@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, abort, send_from_directory, url_for
+from flask import Blueprint, Flask, Response, send_from_directory, url_for
 from flask_login import current_user
 from markupsafe import escape
 
@@ -26,7 +26,6 @@ from market.clock import business_year
 from market.permissions import public
 
 ASSETS = Path(__file__).resolve().parent.parent / "insights" / "assets"
-ASSET_FILES = frozenset({"insights.js", "insights.css"})
 ASSET_MAX_AGE = 3600
 INSIGHTS_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -40,6 +39,7 @@ PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>产业链洞察 — StrongChain Exchange</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="{css}">
 </head>
 <body data-api="/api/v1" data-role="{role}" data-year="{year}">
@@ -106,8 +106,8 @@ def insights() -> Response:
     """The insights page (its data comes from the API with the caller's session)."""
     role = current_user.role.value if current_user.is_authenticated else ""
     html = PAGE.format(
-        css=url_for("insights_page.asset", filename="insights.css"),
-        script=url_for("insights_page.asset", filename="insights.js"),
+        css=url_for("insights_page.stylesheet"),
+        script=url_for("insights_page.script"),
         docs=url_for("docs.swagger_ui"),
         role=escape(role),
         year=business_year(),
@@ -115,13 +115,21 @@ def insights() -> Response:
     return Response(html, mimetype="text/html")
 
 
-@blp.get("/insights/assets/<path:filename>")
+@blp.get("/insights/insights.js")
 @public
-def asset(filename: str) -> Response:
-    """The page's script or stylesheet."""
-    if filename not in ASSET_FILES:
-        abort(404)
-    mimetype = "text/javascript" if filename.endswith(".js") else "text/css"
+def script() -> Response:
+    """The page's script."""
+    return _asset("insights.js", "text/javascript")
+
+
+@blp.get("/insights/insights.css")
+@public
+def stylesheet() -> Response:
+    """The page's stylesheet."""
+    return _asset("insights.css", "text/css")
+
+
+def _asset(filename: str, mimetype: str) -> Response:
     return send_from_directory(ASSETS, filename, mimetype=mimetype, max_age=ASSET_MAX_AGE)
 
 

@@ -33,5 +33,6 @@ RULES = [
 # The insights page and its assets hold no data (the page reads the API as the caller).
 RULES += [
     Rule("GET", "/insights", EVERYONE),
-    Rule("GET", "/insights/assets/insights.js", EVERYONE),
+    Rule("GET", "/insights/insights.js", EVERYONE),
+    Rule("GET", "/insights/insights.css", EVERYONE),
 ]
