@@ -60,6 +60,7 @@ def _center_result(args: dict[str, Any]) -> dict[str, Any]:
 @allow(*READERS)
 @blp.arguments(GapQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, GapResultSchema)
+@blp.alt_response(404, response="NOT_FOUND")
 @blp.alt_response(
     200,
     description="With format=csv: UTF-8 CSV with a BOM, one row per category",
@@ -113,6 +114,7 @@ def province_table(args: dict[str, Any]) -> Any:
 @allow(*READERS)
 @blp.arguments(GapMapQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, description="The map as SVG", content_type="image/svg+xml")
+@blp.alt_response(404, response="NOT_FOUND")
 def gap_map(args: dict[str, Any]) -> Response:
     """The gap map: Guangdong's cities, the centre, the radius and every supplier counted.
 
