@@ -45,7 +45,6 @@ PAGE = """<!doctype html>
 <link rel="stylesheet" href="{css}">
 </head>
 <body>
-<nav><a href="{insights}">产业链洞察 Insights</a> (gap map, KPI charts)</nav>
 <div id="swagger-ui" data-openapi-url="{openapi}"></div>
 <script src="{bundle}"></script>
 <script src="{init}"></script>
@@ -76,7 +75,6 @@ def swagger_ui() -> Response:
         bundle=url_for("docs.swagger_asset", filename="swagger-ui-bundle.js"),
         init=url_for("docs.swagger_init"),
         openapi=url_for("api-docs.openapi_json"),
-        insights=url_for("insights_page.insights"),
     )
     return Response(html, mimetype="text/html")
 

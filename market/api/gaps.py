@@ -28,7 +28,10 @@ from market.services import gaps
 blp = Blueprint(
     "gaps",
     __name__,
-    description="Chain-gap maps: qualified suppliers per category near a plant or city",
+    # Swagger UI (/docs) renders this as the tag's text, with the link to the pictures.
+    description="Chain-gap maps: qualified suppliers per category near a plant or city. "
+    "The map, the gap table and the KPI charts are on the "
+    "[产业链洞察 insights page](/insights).",
 )
 
 READERS = (Role.BUYER, Role.AUDITOR, Role.ADMIN)
