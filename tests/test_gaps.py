@@ -290,3 +290,16 @@ def test_the_map_has_one_marker_per_supplier_counted(client, world):
         MAP, query_string={"plant": world["plant"].id, "radius_km": 100}, headers=world["buyer"]
     )
     assert again.get_data() == response.get_data()  # deterministic
+
+
+def test_field_messages_in_chinese(client, world):
+    response = client.get(
+        GAPS,
+        query_string={"plant": world["plant"].id, "radius_km": 900, "depth": 9},
+        headers=world["admin"] | {"Accept-Language": "zh-CN"},
+    )
+    fields = response.get_json()["error"]["fields"]
+    assert fields == {
+        "radius_km": ["必须在 1 到 500 公里之间。"],
+        "depth": ["必须在 1 到 3 之间（分类树的层数）。"],
+    }

@@ -37,7 +37,6 @@ from matplotlib.path import Path
 
 from market import geo, refdata
 
-MAX_MARKERS = 2000  # the nearest ones; the caption says when more were counted
 MAX_LISTED = 18  # categories listed per kind beside the map
 DRAW_TOLERANCE_DEG = 0.003
 CJK_FONTS = [
@@ -118,7 +117,7 @@ def render(result: dict[str, Any]) -> str:
     with matplotlib.rc_context(RC), _quiet():  # type: ignore[arg-type]
         figure = Figure(figsize=(12, 8), dpi=72)
         ax = figure.add_axes((0.02, 0.04, 0.62, 0.86))
-        shown = result["suppliers"][:MAX_MARKERS]
+        shown = result["suppliers"]  # the nearest ones (MAX_LISTED_SUPPLIERS) of all counted
         circle = _draw_map(ax, result, shown)
         _frame(ax, result, circle, shown)
         _draw_legend(ax)

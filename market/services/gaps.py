@@ -28,14 +28,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, exists, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from market import refdata
@@ -70,6 +70,8 @@ MIN_RADIUS_KM = 1
 MAX_RADIUS_KM = 500  # search.spec.MAX_RADIUS_KM: a demand cannot look further either
 DEFAULT_RADIUS_KM = 100
 DEFAULT_DEPTH = 2
+# The nearest suppliers listed (and drawn on the map); the counts cover all of them.
+MAX_LISTED_SUPPLIERS = 2000
 
 
 @dataclass(frozen=True)
@@ -90,19 +92,6 @@ class Center:
     name: str
     city_code: str
     plant_id: int | None = None
-
-
-@dataclass(frozen=True)
-class SupplierPoint:
-    """A supplier that counts for at least one category of the cut, at its nearest site."""
-
-    id: int
-    name: str
-    tier: int | None
-    lat: float
-    lon: float
-    distance_km: float
-    categories: tuple[str, ...]
 
 
 @dataclass
@@ -175,7 +164,7 @@ def _certified(standard: str, on: date) -> ColumnElement[bool]:
 def _candidate_sites(box: list[ColumnElement[bool]], options: GapOptions) -> Any:
     """Active sites in the box of visible suppliers holding every asked certificate."""
     return (
-        select(Site.organization_id, Site.lat, Site.lon)
+        select(Site.organization_id, Site.lat, Site.lon, func.coalesce(Organization.tier, 0))
         .join(Organization, Organization.id == Site.organization_id)
         .where(
             Site.active.is_(True),
@@ -190,20 +179,28 @@ def _candidate_sites(box: list[ColumnElement[bool]], options: GapOptions) -> Any
 
 @dataclass
 class Candidates:
-    """Candidate sites as arrays (one row per site) and what is known of their suppliers."""
+    """Candidate sites and capabilities as arrays (vectorised counting at 100k suppliers).
 
-    org: np.ndarray  # int64, the supplier of each site
+    ``orgs`` are the suppliers (sorted ids) that count for at least one category of the cut;
+    each site row points into it (``site_org``), and so does each (supplier, category) pair
+    (``pair_org``, ``pair_category``: an index into the cut)."""
+
+    depth: int
+    orgs: np.ndarray
+    tiers: np.ndarray  # per supplier; 0: none declared
+    site_org: np.ndarray
     lat: np.ndarray
     lon: np.ndarray
-    categories: dict[int, tuple[str, ...]]  # supplier → categories of the cut it counts for
-    suppliers: dict[int, tuple[str, int | None]]  # supplier → (legal name, tier)
+    pair_org: np.ndarray
+    pair_category: np.ndarray
 
 
 def load_candidates(box: list[ColumnElement[bool]], options: GapOptions) -> Candidates:
     """The sites within the box of suppliers that count for at least one category of the cut."""
     sites = _candidate_sites(box, options)
     org_ids = sites.with_only_columns(Site.organization_id).distinct()
-    categories: dict[int, set[str]] = {}
+    position = {slug: i for i, slug in enumerate(cut(options.depth))}
+    pairs = set()
     for org_id, category in db.session.execute(
         select(Capability.organization_id, Capability.category).where(
             Capability.organization_id.in_(org_ids)
@@ -211,23 +208,24 @@ def load_candidates(box: list[ColumnElement[bool]], options: GapOptions) -> Cand
     ):
         slug = cut_of(category, options.depth)
         if slug is not None:
-            categories.setdefault(org_id, set()).add(slug)
-    rows = [row for row in db.session.execute(sites) if row.organization_id in categories]
-    suppliers = {
-        row.id: (row.legal_name, row.tier)
-        for row in db.session.execute(
-            select(Organization.id, Organization.legal_name, Organization.tier).where(
-                Organization.id.in_(org_ids)
-            )
-        )
-        if row.id in categories
-    }
+            pairs.add((org_id, position[slug]))
+    pair_array = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+    orgs = np.unique(pair_array[:, 0])
+    rows = np.array(db.session.execute(sites).all(), dtype=np.float64).reshape(-1, 4)
+    site_org = np.searchsorted(orgs, rows[:, 0].astype(np.int64))
+    keep = site_org < len(orgs)
+    keep[keep] = orgs[site_org[keep]] == rows[keep, 0]  # a supplier with no category counted
+    tiers = np.zeros(len(orgs), dtype=np.int64)
+    tiers[site_org[keep]] = rows[keep, 3].astype(np.int64)
     return Candidates(
-        org=np.array([row.organization_id for row in rows], dtype=np.int64),
-        lat=np.array([row.lat for row in rows], dtype=np.float64),
-        lon=np.array([row.lon for row in rows], dtype=np.float64),
-        categories={org_id: tuple(sorted(found)) for org_id, found in categories.items()},
-        suppliers=suppliers,
+        depth=options.depth,
+        orgs=orgs,
+        tiers=tiers,
+        site_org=site_org[keep],
+        lat=rows[keep, 1],
+        lon=rows[keep, 2],
+        pair_org=np.searchsorted(orgs, pair_array[:, 0]),
+        pair_category=pair_array[:, 1],
     )
 
 
@@ -240,51 +238,94 @@ def _haversine_km(lat: float, lon: float, lats: np.ndarray, lons: np.ndarray) ->
     return np.asarray(2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(a))))
 
 
-def nearby(candidates: Candidates, center: Center, radius_km: float) -> list[SupplierPoint]:
-    """Each supplier with a site within ``radius_km`` of the centre, at its nearest site, by
-    distance then id."""
-    if not len(candidates.org):
-        return []
-    distances = _haversine_km(center.lat, center.lon, candidates.lat, candidates.lon)
-    inside = np.flatnonzero(distances <= radius_km)
-    # Nearest site first (ties: the lower id, as the spec's explain()), then one per supplier.
-    order = inside[np.lexsort((candidates.org[inside], distances[inside]))]
-    seen: set[int] = set()
-    points = []
-    for i in order:
-        org_id = int(candidates.org[i])
-        if org_id in seen:
-            continue
-        seen.add(org_id)
-        name, tier = candidates.suppliers[org_id]
-        points.append(
-            SupplierPoint(
-                id=org_id,
-                name=name,
-                tier=tier,
-                lat=float(candidates.lat[i]),
-                lon=float(candidates.lon[i]),
-                distance_km=float(distances[i]),
-                categories=candidates.categories[org_id],
-            )
-        )
-    return points
+@dataclass
+class Reach:
+    """What a centre reaches: each supplier's nearest site and distance (inf: none inside)."""
+
+    candidates: Candidates
+    distance: np.ndarray  # per supplier
+    nearest_site: np.ndarray  # per supplier, an index into the site rows (-1: none)
+
+    @property
+    def inside(self) -> np.ndarray:
+        return np.asarray(np.isfinite(self.distance))
 
 
-def tally(
-    points: Iterable[SupplierPoint], depth: int, demands: dict[str, int] | None = None
-) -> list[GapRow]:
+def reach(candidates: Candidates, center: Center, radius_km: float) -> Reach:
+    """Each supplier's distance to its nearest active site, if within ``radius_km``."""
+    count = len(candidates.orgs)
+    distance = np.full(count, np.inf)
+    nearest = np.full(count, -1, dtype=np.int64)
+    if len(candidates.site_org):
+        to_site = _haversine_km(center.lat, center.lon, candidates.lat, candidates.lon)
+        within = np.flatnonzero(to_site <= radius_km)
+        # Per supplier, its nearest site within the radius: sort by (supplier, distance).
+        order = within[np.lexsort((to_site[within], candidates.site_org[within]))]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = candidates.site_org[order][1:] != candidates.site_org[order][:-1]
+        chosen = order[first]
+        distance[candidates.site_org[chosen]] = to_site[chosen]
+        nearest[candidates.site_org[chosen]] = chosen
+    return Reach(candidates, distance, nearest)
+
+
+def tally(found: Reach, demands: dict[str, int] | None = None) -> list[GapRow]:
     """One row per category of the cut: suppliers, nearest distance, tier mix, open demands."""
-    rows = {slug: GapRow(slug, open_demands=(demands or {}).get(slug, 0)) for slug in cut(depth)}
-    for point in points:
-        for slug in point.categories:
-            row = rows[slug]
-            row.suppliers += 1
-            if row.nearest_km is None or point.distance_km < row.nearest_km:
-                row.nearest_km = point.distance_km
-            if point.tier in TIERS:
-                row.tier_mix[str(point.tier)] += 1
-    return list(rows.values())
+    candidates = found.candidates
+    slugs = cut(candidates.depth)
+    counted = found.inside[candidates.pair_org]
+    categories = candidates.pair_category[counted]
+    orgs = candidates.pair_org[counted]
+    suppliers = np.bincount(categories, minlength=len(slugs))
+    nearest = np.full(len(slugs), np.inf)
+    np.minimum.at(nearest, categories, found.distance[orgs])
+    tiers = np.bincount(
+        categories * 4 + np.clip(candidates.tiers[orgs], 0, 3), minlength=len(slugs) * 4
+    ).reshape(-1, 4)
+    return [
+        GapRow(
+            slug,
+            suppliers=int(suppliers[i]),
+            nearest_km=float(nearest[i]) if suppliers[i] else None,
+            tier_mix={str(t): int(tiers[i, t]) for t in TIERS},
+            open_demands=(demands or {}).get(slug, 0),
+        )
+        for i, slug in enumerate(slugs)
+    ]
+
+
+def listed_suppliers(found: Reach, limit: int = MAX_LISTED_SUPPLIERS) -> list[dict[str, Any]]:
+    """The ``limit`` nearest suppliers counted, at their nearest site (by distance, then id)."""
+    candidates = found.candidates
+    inside = np.flatnonzero(found.inside)
+    chosen = inside[np.lexsort((candidates.orgs[inside], found.distance[inside]))][:limit]
+    if not len(chosen):
+        return []
+    ids = [int(i) for i in candidates.orgs[chosen]]
+    names = dict(
+        db.session.execute(
+            select(Organization.id, Organization.legal_name).where(Organization.id.in_(ids))
+        ).all()
+    )
+    slugs = cut(candidates.depth)
+    categories: dict[int, list[str]] = {index: [] for index in chosen.tolist()}
+    wanted = np.isin(candidates.pair_org, chosen)
+    for index, category in zip(
+        candidates.pair_org[wanted].tolist(), candidates.pair_category[wanted].tolist(), strict=True
+    ):
+        categories[index].append(slugs[category])
+    return [
+        {
+            "id": org_id,
+            "legal_name": names.get(org_id, ""),
+            "tier": int(candidates.tiers[index]) or None,
+            "lat": float(candidates.lat[found.nearest_site[index]]),
+            "lon": float(candidates.lon[found.nearest_site[index]]),
+            "distance_km": round(float(found.distance[index]), 3),
+            "categories": sorted(categories[index]),
+        }
+        for index, org_id in zip(chosen.tolist(), ids, strict=True)
+    ]
 
 
 # --- open demands --------------------------------------------------------------------------------
@@ -358,19 +399,18 @@ def city_center(user: User, city: str) -> Center:
 def center_gaps(user: User, center: Center, options: GapOptions) -> dict[str, Any]:
     """The gap table around a plant or a city, with the suppliers counted."""
     candidates = load_candidates(bounding_box(center.lat, center.lon, options.radius_km), options)
-    points = nearby(candidates, center, options.radius_km)
+    found = reach(candidates, center, options.radius_km)
     if center.plant_id is not None:
         scope = [Demand.plant_id == center.plant_id]
     else:
         scope = [*_demand_scope(user), Site.city_code.startswith(center.city_code[:4])]
-    demands = _merged(open_demands(options.depth, scope))
-    rows = tally(points, options.depth, demands)
+    rows = tally(found, _merged(open_demands(options.depth, scope)))
     return {
         "center": _center_dict(center),
         **_options_dict(options),
-        "summary": _summary(rows, len(points)),
+        "summary": _summary(rows, int(found.inside.sum())),
         "categories": [row.as_dict() for row in rows],
-        "suppliers": [_point_dict(point) for point in points],
+        "suppliers": listed_suppliers(found),
     }
 
 
@@ -384,12 +424,12 @@ def province_gaps(user: User, options: GapOptions) -> dict[str, Any]:
     demands = open_demands(options.depth, _demand_scope(user))
     out = []
     for center in centers:
-        points = nearby(candidates, center, options.radius_km)
-        rows = tally(points, options.depth, demands.get(center.city_code, {}))
+        found = reach(candidates, center, options.radius_km)
+        rows = tally(found, demands.get(center.city_code, {}))
         out.append(
             {
                 "center": _center_dict(center),
-                "summary": _summary(rows, len(points)),
+                "summary": _summary(rows, int(found.inside.sum())),
                 "categories": [row.as_dict() for row in rows],
             }
         )
@@ -443,18 +483,6 @@ def _summary(rows: Sequence[GapRow], suppliers: int) -> dict[str, int]:
         "gaps": sum(1 for row in rows if row.suppliers == 0),
         "single_source": sum(1 for row in rows if row.suppliers == 1),
         "suppliers": suppliers,
-    }
-
-
-def _point_dict(point: SupplierPoint) -> dict[str, Any]:
-    return {
-        "id": point.id,
-        "legal_name": point.name,
-        "tier": point.tier,
-        "lat": point.lat,
-        "lon": point.lon,
-        "distance_km": round(point.distance_km, 3),
-        "categories": list(point.categories),
     }
 
 
