@@ -211,7 +211,10 @@ def load_candidates(box: list[ColumnElement[bool]], options: GapOptions) -> Cand
             pairs.add((org_id, position[slug]))
     pair_array = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
     orgs = np.unique(pair_array[:, 0])
-    rows = np.array(db.session.execute(sites).all(), dtype=np.float64).reshape(-1, 4)
+    # Rows as plain tuples: numpy probing SQLAlchemy rows for the array protocol costs ~100 µs
+    # a row.
+    found = db.session.execute(sites).all()
+    rows = np.array([tuple(row) for row in found], dtype=np.float64).reshape(-1, 4)
     site_org = np.searchsorted(orgs, rows[:, 0].astype(np.int64))
     keep = site_org < len(orgs)
     keep[keep] = orgs[site_org[keep]] == rows[keep, 0]  # a supplier with no category counted
