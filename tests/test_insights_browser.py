@@ -7,6 +7,7 @@ under its CSP without a violation, log no console error and throw no exception.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 
@@ -86,6 +87,12 @@ def test_an_oem_buyer_sees_the_gap_map_offline(server, world):
         assert flags == "缺口"  # its only supplier is 150 km away
         assert "供应商 3 家" in page.evaluate("document.getElementById('status').textContent")
         page.wait_for(CHARTS_SETTLED, 60, "the KPI charts or their 暂无数据")
+        if os.environ.get("INSIGHTS_SCREENSHOT"):  # a PNG of the page, for the README
+            page.call("Emulation.setDeviceMetricsOverride",
+                      {"width": 1280, "height": 1600, "deviceScaleFactor": 1, "mobile": False})  # fmt: skip
+            shot = page.call("Page.captureScreenshot", {"format": "png"})
+            with open(os.environ["INSIGHTS_SCREENSHOT"], "wb") as png:
+                png.write(base64.b64decode(shot["data"]))
         messages = page.messages()
         requested = page.requested_urls()
     assert not [m for m in messages if "Content Security Policy" in m], messages
