@@ -51,3 +51,7 @@ def register_blueprints(api: Api) -> None:
     from market.api import kpis  # chain KPIs, charts, deliveries, scorecards
 
     api.register_blueprint(kpis.blp, url_prefix=API_PREFIX)
+
+    from market.api import gaps  # chain intelligence: gap maps
+
+    api.register_blueprint(gaps.blp, url_prefix=API_PREFIX)
