@@ -41,6 +41,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     # and these pull in the models, the API, search and the workers.
     from market import models  # noqa: F401  (every mapper configured before first use)
     from market.api import register_blueprints
+    from market.api.insights_page import init_insights_page
     from market.api.openapi import ApiConventions
     from market.auth import init_auth
     from market.cli import register_cli
@@ -63,6 +64,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     init_auth(app)
     register_blueprints(extensions.api)
     init_docs(app)
+    init_insights_page(app)
     init_search(app)
     init_jobs(app)
     init_embedded_jobs(app)

@@ -26,6 +26,9 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+_TRUE = ("1", "true", "yes", "on")
+
+
 class Config:
     """Settings shared by every profile; values come from the environment."""
 
@@ -103,6 +106,24 @@ class Config:
     # Invitation links: where the accepting page lives (the API path when unset) and lifetime.
     INVITATION_URL_BASE = _env("INVITATION_URL_BASE")
     INVITATION_DAYS = 7
+    # Email (market/services/notifications.py): SMTP when MAIL_SMTP_HOST is set; without it the
+    # embedded default writes .eml files to MAIL_DIR (instance/mail/) and production sends none.
+    # MAIL_BACKEND (smtp, file, none) overrides that choice.
+    MAIL_BACKEND = _env("MAIL_BACKEND")
+    MAIL_SMTP_HOST = _env("MAIL_SMTP_HOST")
+    MAIL_SMTP_PORT = int(_env("MAIL_SMTP_PORT", "587") or 587)
+    MAIL_SMTP_USER = _env("MAIL_SMTP_USER")
+    MAIL_SMTP_PASSWORD = _env("MAIL_SMTP_PASSWORD")
+    MAIL_SMTP_STARTTLS = (_env("MAIL_SMTP_STARTTLS", "true") or "true").lower() in _TRUE
+    MAIL_SMTP_SSL = (_env("MAIL_SMTP_SSL", "false") or "false").lower() in _TRUE
+    MAIL_SMTP_TIMEOUT = float(_env("MAIL_SMTP_TIMEOUT", "10") or 10)
+    MAIL_FROM = _env("MAIL_FROM", "StrongChain Exchange <no-reply@strongchain.local>")
+    MAIL_DIR = _env("MAIL_DIR")
+    # The embedded default's in-process periodic jobs (workers/embedded.py), in seconds.
+    EMBEDDED_SWEEP_EVERY_SECONDS = int(_env("EMBEDDED_SWEEP_EVERY_SECONDS", "60") or 60)
+    EMBEDDED_CERTIFICATIONS_EVERY_SECONDS = int(
+        _env("EMBEDDED_CERTIFICATIONS_EVERY_SECONDS", "86400") or 86400
+    )
 
     API_TITLE = "StrongChain Exchange API"
     API_VERSION = "v1"
@@ -150,6 +171,9 @@ class TestConfig(Config):
     ELASTICSEARCH_URL = None
     REDIS_URL = None
     JOB_MODE = "inline"
+    MAIL_BACKEND = None  # "none" for the test profile; a test that sends mail asks for it
+    MAIL_SMTP_HOST = None
+    MAIL_DIR = None
     LOGIN_RATE_LIMIT = "5 per minute"
     LOGIN_ACCOUNT_RATE_LIMIT = "20 per minute"
     ANONYMOUS_WRITE_RATE_LIMIT = "30 per minute"

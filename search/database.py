@@ -39,7 +39,7 @@ from search.backends import (
     WordMatch,
     sorted_buckets,
 )
-from search.documents import explain, load_supplier_documents, nearest_site
+from search.documents import explain, load_supplier_documents, nearest_site, performance
 from search.text import TextQuery
 
 # Bounding boxes are widened by this much so that rounding never cuts off a site at the edge;
@@ -69,10 +69,11 @@ class DatabaseSearchBackend(SearchBackend):
         ]
         weights = demand.tier_weights or spec.DEFAULT_TIER_WEIGHTS
         ranked: list[tuple[float, float, int]] = []
-        for org_id, (distance, tier) in _nearest_sites(
-            demand.lat, demand.lon, demand.radius_km, conditions
-        ).items():
-            score = spec.distance_factor(distance) * spec.tier_factor(tier, weights)
+        nearest = _nearest_sites(demand.lat, demand.lon, demand.radius_km, conditions)
+        scores = _performance(nearest) if demand.rank_by_performance else {}
+        for org_id, (distance, tier) in nearest.items():
+            f_p = spec.performance_factor(scores.get(org_id), demand.rank_by_performance)
+            score = spec.score(spec.distance_factor(distance), spec.tier_factor(tier, weights), f_p)
             ranked.append((-score, distance, org_id))
         ranked.sort()
         window = ranked[(page - 1) * per_page : page * per_page]
@@ -268,6 +269,20 @@ def _nearest_sites(
         if distance <= radius_km and (org_id not in nearest or distance < nearest[org_id][0]):
             nearest[org_id] = (distance, tier)
     return nearest
+
+
+def _performance(org_ids: Collection[int]) -> dict[int, float | None]:
+    """The candidates' stored performance scores, as the documents carry them."""
+    ids = list(org_ids)
+    scores: dict[int, float | None] = {}
+    for start in range(0, len(ids), 5000):  # bounded IN lists
+        rows = db.session.execute(
+            select(Organization.id, Organization.performance_bp).where(
+                Organization.id.in_(ids[start : start + 5000])
+            )
+        )
+        scores.update({org_id: performance(bp) for org_id, bp in rows})
+    return scores
 
 
 def _facets(scope: list[ColumnElement[bool]], today: date) -> dict[str, list[tuple[Any, int]]]:

@@ -66,6 +66,8 @@ class SupplierSource(Protocol):
     def search_names(self) -> str | None: ...
     @property
     def search_text(self) -> str | None: ...
+    @property
+    def performance_bp(self) -> int | None: ...
     # Site-, Capability- and Certification-like rows (ORM objects or SELECT rows), in id order.
     @property
     def sites(self) -> Sequence[Any]: ...
@@ -96,6 +98,9 @@ def supplier_document(org: SupplierSource) -> dict[str, Any]:
         "city_code": org.city_code,
         "tier": org.tier,
         "specialized": bool(org.specialized),
+        # Delivery performance score f_p (0.5..1.0), null without deliveries: the opt-in
+        # ranking factor reads it with field_value_factor (search.queries).
+        "performance": performance(org.performance_bp),
         # Token sets computed when the text was written (search.text): segmentation costs far
         # more than building the rest of the document, so a rebuild does none.
         "name_tokens": org.search_names or " ",
@@ -128,6 +133,11 @@ def supplier_document(org: SupplierSource) -> dict[str, Any]:
     }
 
 
+def performance(basis_points: int | None) -> float | None:
+    """The stored score (basis points, exact) as the factor both backends multiply by."""
+    return None if basis_points is None else basis_points / 10_000
+
+
 @dataclass
 class SupplierRows:
     """An organization's columns and its related rows, read without ORM objects."""
@@ -145,6 +155,7 @@ class SupplierRows:
     specialized: bool
     search_names: str | None
     search_text: str | None
+    performance_bp: int | None
     sites: list[Any] = field(default_factory=list)
     capabilities: list[Any] = field(default_factory=list)
     certifications: list[Any] = field(default_factory=list)
@@ -164,6 +175,7 @@ _ORG_COLUMNS = (
     Organization.specialized,
     Organization.search_names,
     Organization.search_text,
+    Organization.performance_bp,
 )
 
 
@@ -249,6 +261,7 @@ def supplier_fact(document: dict[str, Any]) -> spec.SupplierFact:
             )
             for c in document["certifications"]
         ),
+        performance=document.get("performance"),
     )
 
 
@@ -269,6 +282,7 @@ def demand_fact(demand: Demand) -> spec.DemandFact:
         tier_weights=spec.normalise_tier_weights(
             cast(Mapping[str | int, float] | None, demand.tier_weights)
         ),
+        rank_by_performance=bool(demand.rank_by_performance),
     )
 
 

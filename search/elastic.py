@@ -256,7 +256,15 @@ class ElasticsearchBackend(SearchBackend):
                     raise
             if not self.client.indices.exists_alias(name=self.alias):
                 self.client.indices.put_alias(index=first, name=self.alias)
+        self._add_new_fields()
         self._alias_checked = True
+
+    def _add_new_fields(self) -> None:
+        """Add fields that indices built before them lack (the mapping is strict, so a document
+        with an unknown field would be refused): adding a field is an in-place mapping update,
+        idempotent, and needs no reindex (older documents read as missing)."""
+        new = {"performance": MAPPING["properties"]["performance"]}
+        self.client.indices.put_mapping(index=self.alias, properties=new)
 
     def alias_targets(self) -> list[str]:
         try:

@@ -49,6 +49,10 @@ MAPPING: dict[str, Any] = {
         "city_code": {"type": "keyword"},
         "tier": {"type": "integer"},
         "specialized": {"type": "boolean"},
+        # The delivery performance score (0.5..1.0, absent without deliveries): read by
+        # field_value_factor when a demand ranks by performance. A double, so the value the
+        # engine multiplies by is the spec's.
+        "performance": {"type": "double"},
         # Every ancestor path of every capability: one term filter matches a whole subtree.
         "categories": {"type": "keyword"},
         # The capabilities themselves, for display.

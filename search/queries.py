@@ -16,6 +16,7 @@ from search.backends import SupplierQuery, WordMatch
 SITES = "sites"
 NAME_TOKENS = "name_tokens"
 TEXT_TOKENS = "text_tokens"
+PERFORMANCE = "performance"
 _INT32 = 2**31
 
 
@@ -108,12 +109,27 @@ def match_query(demand: spec.DemandFact, today: date) -> dict[str, Any]:
         # spec; without this function Elasticsearch would multiply by nothing (i.e. by 1).
         {"filter": {"bool": {"must_not": [{"terms": {"tier": sorted(weights)}}]}}, "weight": 0.0},
     ]
+    if demand.rank_by_performance:
+        functions.append(performance_function())
     return {
         "function_score": {
             "query": {"bool": {"filter": filters}},
             "functions": functions,
             "score_mode": "multiply",
             "boost_mode": "replace",
+        }
+    }
+
+
+def performance_function() -> dict[str, Any]:
+    """f_p: the indexed performance score as it is (modifier none, factor 1), neutral when the
+    supplier has none; multiplied into the score like the other functions (no scripts)."""
+    return {
+        "field_value_factor": {
+            "field": PERFORMANCE,
+            "factor": 1.0,
+            "modifier": "none",
+            "missing": spec.NEUTRAL_PERFORMANCE,
         }
     }
 

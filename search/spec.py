@@ -5,6 +5,11 @@ standards R, need_by T, radius r) when it is active and visible, has a capabilit
 holds an active certification of every standard in R valid from today through T, and has an
 active site within r km of P. Score = f_d × f_t with Elasticsearch's ``gauss`` decay on the
 distance to the nearest active site and the tier weight. Order: score desc, distance asc, id asc.
+
+A demand may opt in to rank by delivery performance (``rank_by_performance``): the score is then
+f_d × f_t × f_p, where f_p is the supplier's precomputed performance score (stored on the
+supplier and indexed, so Elasticsearch reads it with ``field_value_factor``: no scripts) and
+:data:`NEUTRAL_PERFORMANCE` for a supplier without delivery records. Off, f_p is 1.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ DECAY_SCALE_KM = 50.0
 DECAY = 0.5
 DEFAULT_TIER_WEIGHTS: Mapping[int, float] = {1: 1.0, 2: 0.8, 3: 0.6}
 DEFAULT_RADIUS_KM = 200
+# f_p of a supplier with no delivery record: between the worst (0.5) and the best (1.0) score,
+# so a newcomer is neither favoured over a good record nor buried under a bad one.
+NEUTRAL_PERFORMANCE = 0.75
 MAX_RADIUS_KM = 500
 
 
@@ -45,6 +53,15 @@ def tier_factor(tier: int | None, weights: Mapping[int, float] | None = None) ->
     """The demand's weight for the supplier's tier (a tier with no weight counts 0)."""
     table = weights or DEFAULT_TIER_WEIGHTS
     return float(table.get(tier, 0.0)) if tier is not None else 0.0
+
+
+def performance_factor(performance: float | None, enabled: bool) -> float:
+    """f_p: the supplier's performance score when the demand opts in (neutral without one),
+    else 1. The score is 0.5 + 0.25 × on-time rate + 0.25 × quality rate, computed and
+    rounded to 4 decimals when a delivery is recorded (market.services.deliveries)."""
+    if not enabled:
+        return 1.0
+    return NEUTRAL_PERFORMANCE if performance is None else float(performance)
 
 
 def normalise_tier_weights(raw: Mapping[str | int, float] | None) -> dict[int, float]:
@@ -89,6 +106,8 @@ class SupplierFact:
     categories: tuple[str, ...]
     sites: tuple[SiteFact, ...]
     certifications: tuple[CertFact, ...] = ()
+    # The precomputed delivery performance score (0.5..1.0); None: no deliveries.
+    performance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +119,7 @@ class DemandFact:
     need_by: date = field(default_factory=date.today)
     radius_km: float = DEFAULT_RADIUS_KM
     tier_weights: Mapping[int, float] | None = None
+    rank_by_performance: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +131,8 @@ class Match:
     tier_factor: float
     score: float
     matched_certifications: tuple[int, ...]
+    # f_p (1.0 unless the demand ranks by performance).
+    performance_factor: float = 1.0
 
     @property
     def sort_key(self) -> tuple[float, float, int]:
@@ -162,15 +184,22 @@ def explain(supplier: SupplierFact, demand: DemandFact, today: date) -> Match | 
     ]
     f_d = distance_factor(distance)
     f_t = tier_factor(supplier.tier, demand.tier_weights)
+    f_p = performance_factor(supplier.performance, demand.rank_by_performance)
     return Match(
         supplier_id=supplier.id,
         distance_km=distance,
         nearest_site_id=nearest.id,
         distance_factor=f_d,
         tier_factor=f_t,
-        score=f_d * f_t,
+        score=score(f_d, f_t, f_p),
         matched_certifications=tuple(sorted(matched)),
+        performance_factor=f_p,
     )
+
+
+def score(f_d: float, f_t: float, f_p: float = 1.0) -> float:
+    """The one product both backends sort by (factor off, f_p = 1: exactly f_d × f_t)."""
+    return f_d * f_t * f_p
 
 
 def rank(suppliers: Iterable[SupplierFact], demand: DemandFact, today: date) -> list[Match]:

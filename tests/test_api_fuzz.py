@@ -111,6 +111,7 @@ PATH_CHOICES: dict[str, tuple[str, ...]] = {
     "authority_id": ("authority_a",),
     "endpoint_id": ("webhook_endpoint_a",),
     "delivery_id": ("webhook_delivery_a",),
+    "notification_id": ("notification_a",),
 }
 # Body fields that name objects of the world.
 BODY_ID_CHOICES: dict[str, tuple[str, ...]] = {

@@ -109,10 +109,11 @@ def test_a_buyer_records_an_off_platform_purchase(client, market):
         market.site.lon,
     )
     assert (stored.plant_lat, stored.plant_lon) == (market.plant.lat, market.plant.lon)
-    # Nothing for the ledger until the supplier confirms.
+    # Nothing for the ledger until the supplier confirms; the supplier is told (an event).
     after = counts()
     assert after["purchases"] == before["purchases"] + 1
-    assert after["outbox"] == before["outbox"]
+    assert after["outbox"] == before["outbox"] + 1
+    assert db.session.scalars(select(OutboxEvent.topic)).all() == [OutboxTopic.EVENT_DISPATCH]
     assert after["entries"] == before["entries"]
 
     confirmed = confirm(client, market, body["id"])
@@ -120,7 +121,10 @@ def test_a_buyer_records_an_off_platform_purchase(client, market):
     assert confirmed.get_json()["status"] == "confirmed"
     assert confirmed.get_json()["confirmation"] == "counterparty"
     events = db.session.scalars(
-        select(OutboxEvent).where(OutboxEvent.aggregate_id == body["id"])
+        select(OutboxEvent).where(
+            OutboxEvent.aggregate_id == body["id"],
+            OutboxEvent.topic != OutboxTopic.EVENT_DISPATCH,  # events: aggregate = organisation
+        )
     ).all()
     assert [(e.topic, e.aggregate_id) for e in events] == [(OutboxTopic.LEDGER_RECORD, body["id"])]
 

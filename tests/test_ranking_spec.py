@@ -114,3 +114,33 @@ def test_ties_break_on_distance_then_id():
     c = supplier(5, sites=(spec.SiteFact(3, 23.01, 113.0),))
     ranked = spec.rank([a, b, c], demand(), TODAY)
     assert [m.supplier_id for m in ranked] == [5, 7, 3]
+
+
+def test_the_performance_factor_is_off_by_default():
+    good = supplier(1, performance=1.0)
+    bad = supplier(2, performance=0.5)
+    ranked = spec.rank([bad, good], demand(), TODAY)
+    assert [m.performance_factor for m in ranked] == [1.0, 1.0]
+    # Off, the score is exactly f_d × f_t, bit for bit (the default ranking is unchanged).
+    assert all(m.score == m.distance_factor * m.tier_factor for m in ranked)
+    assert [m.supplier_id for m in ranked] == [1, 2]  # equal scores and distances: by id
+
+
+def test_opting_in_multiplies_by_the_stored_score_and_neutral_without_one():
+    d = demand(rank_by_performance=True)
+    # Same place and tier: only f_p separates them.
+    good = supplier(3, performance=0.9142)
+    unknown = supplier(1, performance=None)
+    bad = supplier(2, performance=0.5)
+    ranked = spec.rank([bad, unknown, good], d, TODAY)
+    assert [m.supplier_id for m in ranked] == [3, 1, 2]
+    assert [m.performance_factor for m in ranked] == [0.9142, spec.NEUTRAL_PERFORMANCE, 0.5]
+    assert ranked[0].score == ranked[0].distance_factor * ranked[0].tier_factor * 0.9142
+
+
+def test_performance_can_overtake_distance_only_when_asked():
+    near_poor = supplier(1, performance=0.5, sites=(spec.SiteFact(1, 23.2, 113.0),))  # ~22 km
+    far_good = supplier(2, performance=1.0, sites=(spec.SiteFact(2, 23.4, 113.0),))  # ~44 km
+    assert [m.supplier_id for m in spec.rank([near_poor, far_good], demand(), TODAY)] == [1, 2]
+    opted = spec.rank([near_poor, far_good], demand(rank_by_performance=True), TODAY)
+    assert [m.supplier_id for m in opted] == [2, 1]

@@ -19,7 +19,7 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -147,6 +147,9 @@ def build_world(rng: random.Random, suppliers: int) -> World:
             # Not drawn from rng: the worlds (and so the demands' coverage) stay as they were.
             "specialized": n % 3 == 0,
             "version": rng.randint(1, 5),
+            # Delivery performance (the opt-in factor), not drawn from rng either: a quarter
+            # without any (neutral), the others spread over 0.5..1.0 in basis points.
+            "performance_bp": None if n % 4 == 0 else 5000 + (n * 379) % 5001,
         }
         for n in range(suppliers)
     ]
@@ -211,6 +214,7 @@ def facts_from_rows() -> list[spec.SupplierFact]:
                 )
                 for c in org.certifications
             ),
+            performance=None if org.performance_bp is None else org.performance_bp / 10_000,
         )
         for org in orgs
     ]
@@ -425,6 +429,29 @@ class Coverage:
     search_hits: int = 0
     text_searches: int = 0  # with words, and something found
     text_hits: int = 0
+    performance_demands: int = 0  # the same demands, opted in to the performance factor
+    performance_hits: int = 0
+    reordered: int = 0  # opted-in rankings that differ from the default one
+
+
+def _compare_with_performance(
+    backends: list[SearchBackend],
+    facts: list[spec.SupplierFact],
+    demand: spec.DemandFact,
+    coverage: Coverage,
+) -> None:
+    """The same demand opted in to the performance factor (when precision-safe too): both
+    backends must still rank and explain exactly as the spec does."""
+    opted = replace(demand, rank_by_performance=True)
+    expected = spec.rank(facts, opted, TODAY)
+    if not precision_safe(facts, opted, expected):
+        return
+    for backend in backends:
+        assert_same_ranking(backend, opted, expected)
+    coverage.performance_demands += 1
+    coverage.performance_hits += len(expected)
+    plain = [m.supplier_id for m in spec.rank(facts, demand, TODAY)]
+    coverage.reordered += [m.supplier_id for m in expected] != plain
 
 
 def _run_worlds(
@@ -453,6 +480,7 @@ def _run_worlds(
                     assert_same_ranking(backend, demand, expected)
                     if n == 0:
                         assert_same_pages(backend, demand, expected)
+                _compare_with_performance(backends, facts, demand, coverage)
                 coverage.demands += 1
                 coverage.hits += len(expected)
                 coverage.zero_scores += sum(1 for m in expected if m.score == 0)
@@ -488,6 +516,7 @@ def test_database_backend_agrees_with_the_spec(db_session):
     assert coverage.demands == 24 and coverage.hits > 300, coverage
     # Measured with sites placed inside their cities' real boundaries: 7 text searches with hits.
     assert coverage.text_searches >= 6 and coverage.text_hits > 60, coverage
+    assert coverage.performance_demands >= 18 and coverage.reordered >= 10, coverage
 
 
 @pytest.mark.elasticsearch
@@ -512,3 +541,4 @@ def test_elasticsearch_and_database_agree_with_the_spec(db_session, elasticsearc
     # (about 2 000 before; 153 with score 0, 208 adjacent equal scores).
     assert coverage.hits >= 1200 and coverage.search_hits > 300, coverage
     assert coverage.zero_scores > 50 and coverage.equal_scores > 50, coverage
+    assert coverage.performance_demands >= 80 and coverage.reordered >= 40, coverage

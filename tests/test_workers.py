@@ -34,9 +34,9 @@ from market.ledger.append import LEDGER_LOCK_KEY
 from market.models import (
     CertStatus,
     EntryKind,
+    InboxNotification,
     LedgerEntry,
-    Notification,
-    NotificationKind,
+    NoticeKey,
     Organization,
     OrgKind,
     OutboxEvent,
@@ -104,6 +104,16 @@ def ledger_rows() -> list[tuple[int, EntryKind]]:
         select(LedgerEntry.purchase_id, LedgerEntry.kind).order_by(LedgerEntry.seq)
     )
     return [(row.purchase_id, row.kind) for row in rows]
+
+
+def pending_rows() -> str:
+    db.session.rollback()
+    rows = db.session.execute(
+        select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.attempts, OutboxEvent.last_error)
+        .where(OutboxEvent.status == OutboxStatus.PENDING)
+        .limit(20)
+    )
+    return "\n".join(map(str, rows))
 
 
 def pending_count() -> int:
@@ -272,6 +282,7 @@ def test_policy_and_baseline_cli(fresh, app):
 def test_certification_expiry_notices_and_search_resync(fresh):
     today = date(2026, 6, 1)
     supplier = factories.make_org()
+    member = factories.make_user(supplier)
     version = supplier.version
     in_90 = factories.make_certification(supplier, valid_until=today + timedelta(days=90))
     in_45 = factories.make_certification(supplier, valid_until=today + timedelta(days=45))
@@ -282,17 +293,22 @@ def test_certification_expiry_notices_and_search_resync(fresh):
         supplier, valid_until=today + timedelta(days=10), status=CertStatus.REVOKED
     )
     assert warn_expiring_certifications(today) == {"warned": 3, "expired": 1}
+    # The events reached the supplier's member's inbox (jobs run inline after the commit).
     notes = {
         n.subject_id: n
         for n in db.session.scalars(
-            select(Notification).where(Notification.organization_id == supplier.id)
+            select(InboxNotification).where(InboxNotification.user_id == member.id)
         )
     }
     assert set(notes) == {in_90.id, in_45.id, in_0.id, expired.id}
     assert later.id not in notes and revoked.id not in notes
-    assert notes[in_90.id].dedupe_key.endswith(":90") and notes[in_45.id].dedupe_key.endswith(":60")
-    assert notes[in_0.id].dedupe_key.endswith(":30") and "in 0 days" in notes[in_0.id].message
-    assert notes[expired.id].kind is NotificationKind.CERTIFICATION_EXPIRED
+    keys = set(db.session.scalars(select(NoticeKey.key)))
+    assert f"certification-expiring:{in_90.id}:{in_90.valid_until}:90" in keys
+    assert f"certification-expiring:{in_45.id}:{in_45.valid_until}:60" in keys
+    assert f"certification-expiring:{in_0.id}:{in_0.valid_until}:30" in keys
+    assert notes[in_0.id].data["days_left"] == 0
+    assert notes[in_0.id].kind == "certification.expiring"
+    assert notes[expired.id].kind == "certification.expired"
     sync = db.session.scalars(
         select(OutboxEvent).where(OutboxEvent.topic == OutboxTopic.SEARCH_SYNC)
     ).all()
@@ -300,6 +316,9 @@ def test_certification_expiry_notices_and_search_resync(fresh):
     assert db.session.get(Organization, supplier.id).version == version + 1
     # Idempotent: a second run (or a second scheduler) notifies nobody again.
     assert warn_expiring_certifications(today) == {"warned": 0, "expired": 0}
+    assert len(notes) == db.session.scalar(
+        select(func.count(InboxNotification.id)).where(InboxNotification.user_id == member.id)
+    )
     # Thirty days later: 60, 15 and 61 days left (the 60, 30 and 90-day notices); one expired.
     assert warn_expiring_certifications(today + timedelta(days=30)) == {"warned": 3, "expired": 1}
 
@@ -338,6 +357,10 @@ class Processes:
 
     def logs(self) -> str:
         return "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for _, log in self.running)
+
+    def full_logs(self) -> str:
+        """Everything logged (the events a drain emits are jobs too: the tail is not enough)."""
+        return "\n".join(log.read_text() for _, log in self.running)
 
     def stop(self) -> None:
         for process, _ in self.running:
@@ -519,7 +542,7 @@ def test_a_work_horse_killed_mid_job_still_gives_one_entry(live, database_url, m
         if raw_sqlite is not None:
             raw_sqlite.close()
         spy.dispose()
-    assert "Work-horse terminated unexpectedly" in live["processes"].logs()
+    assert "Work-horse terminated unexpectedly" in live["processes"].full_logs()
     assert pending_count() == 0
     assert_exactly_once(purchases)
 
@@ -546,7 +569,8 @@ def test_the_sweeper_recovers_everything_redis_lost(live, committed_db, app):
         "the sweeper to recover every purchase",
         live["processes"].logs,
     )
-    assert pending_count() == 0
+    # The purchase.recorded events the drain emitted (two per purchase) are one job each.
+    wait_for(lambda: pending_count() == 0, 180, "the events to be dispatched", pending_rows)
     assert_exactly_once(purchases)
 
     # After all of it the chain verifies over the API; a row changed behind the application's

@@ -8,7 +8,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from search import sync as search_sync
-from workers import events, ledger, webhooks
+from workers import events, ledger, notifications, webhooks
 
 # Each module registers its topic's handlers with ``workers.outbox.handles`` when imported.
 HANDLER_MODULES: tuple[ModuleType, ...] = (
@@ -16,6 +16,7 @@ HANDLER_MODULES: tuple[ModuleType, ...] = (
     ledger,  # ledger.record / ledger.reverse / ledger.rebase: append to the near-shore ledger
     events,  # event.dispatch: give an event to every sink (inbox, email, webhooks)
     webhooks,  # webhook.deliver, and the webhooks event sink
+    notifications,  # the inbox sink; email.send: SMTP or an .eml file
 )
 
 

@@ -2,16 +2,24 @@
 
 - :func:`workers.outbox.sweep_outbox` every few seconds (5 by default): re-enqueues outbox
   rows Redis may have lost, marks rows dead at the attempt limit;
-- :func:`warn_expiring_certifications` every few hours: notifies a supplier 90, 60 and 30 days
-  before one of its certifications expires, and re-syncs the supplier to search once one has
-  expired. It is idempotent (each notice has a unique key), so running it often, or on two
-  schedulers at once, never notifies twice;
+- :func:`warn_expiring_certifications` every few hours: tells a supplier's members (the
+  ``certification.expiring``/``certification.expired`` events: inbox and email) 90, 60 and 30
+  days before one of its certifications expires, and re-syncs the supplier to search once one
+  has expired. It is idempotent (each notice has a unique key in ``notice_keys``), so running
+  it often, or on two schedulers at once, never notifies twice;
+- :func:`market.services.deliveries.refresh_performance_job` as often: recomputes suppliers'
+  delivery performance scores (the opt-in ranking factor), whose 90-day window moves with the
+  calendar; a changed score is re-synced to search;
 - :func:`search.sync.reconcile_job` every 30 s when Elasticsearch is configured: compares the
   (id, version) pairs of the index with the database and rewrites what is missing or stale,
   so search converges after an outage even when sync rows went dead meanwhile;
 - :func:`market.ledger.checkpoints.issue_checkpoint_job` every ``CHECKPOINT_EVERY_SECONDS``
   (300 by default): a signed checkpoint when the ledger grew. The embedded default, which has
   no scheduler, runs it in-process (:mod:`workers.embedded`).
+
+The embedded default has no Redis and so no scheduler: its web process runs the outbox sweep,
+the expiry check and the checkpoints itself (:mod:`workers.embedded`), and ``flask scheduler``
+without Redis runs the same loop in the foreground instead (for when the web process's is off).
 
 The scheduler only enqueues; workers run the jobs on the ``periodic`` queue, which they serve
 before ``default``. A job nobody started within its ``ttl`` is dropped: the next one is due.
@@ -38,11 +46,12 @@ from market.ledger.checkpoints import issue_checkpoint_job
 from market.models import (
     Certification,
     CertStatus,
-    Notification,
-    NotificationKind,
+    NoticeKey,
     Organization,
     OutboxTopic,
 )
+from market.services.deliveries import refresh_performance_job
+from market.services.events import EventKind, emit_event
 from market.services.unit_of_work import commit, emit
 from workers.outbox import sweep_outbox
 from workers.queue import PERIODIC_QUEUE, REDIS_ERRORS, jobs, wait_for_redis
@@ -65,9 +74,12 @@ def _expired_key(cert: Certification) -> str:
     return f"certification-expired:{cert.id}:{cert.valid_until}"
 
 
-def _label(cert: Certification) -> str:
-    number = f" {cert.number}" if cert.number else ""
-    return f"{cert.standard}{number}"
+def _known_keys(keys: list[str]) -> set[str]:
+    known: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        known.update(db.session.scalars(select(NoticeKey.key).where(NoticeKey.key.in_(chunk))))
+    return known
 
 
 def warn_expiring_certifications(today: date | None = None) -> dict[str, int]:
@@ -90,54 +102,20 @@ def warn_expiring_certifications(today: date | None = None) -> dict[str, int]:
             .order_by(Certification.id)
         )
     )
-    wanted: dict[str, tuple[Certification, NotificationKind, int]] = {}
+    wanted: dict[str, tuple[Certification, EventKind, int]] = {}
     for cert in certs:
         assert cert.valid_until is not None
         days_left = (cert.valid_until - today).days
         if days_left < 0:
-            wanted[_expired_key(cert)] = (cert, NotificationKind.CERTIFICATION_EXPIRED, days_left)
+            wanted[_expired_key(cert)] = (cert, EventKind.CERTIFICATION_EXPIRED, days_left)
         else:
             threshold = min(t for t in WARN_DAYS if days_left <= t)
             wanted[_expiring_key(cert, threshold)] = (
                 cert,
-                NotificationKind.CERTIFICATION_EXPIRING,
+                EventKind.CERTIFICATION_EXPIRING,
                 days_left,
             )
-    known: set[str] = set()
-    keys = list(wanted)
-    for start in range(0, len(keys), 500):
-        known.update(
-            session.scalars(
-                select(Notification.dedupe_key).where(
-                    Notification.dedupe_key.in_(keys[start : start + 500])
-                )
-            )
-        )
-    report = {"warned": 0, "expired": 0}
-    resync: set[int] = set()
-    for key, (cert, kind, days_left) in wanted.items():
-        if key in known:
-            continue
-        if kind is NotificationKind.CERTIFICATION_EXPIRED:
-            message = f"Certification {_label(cert)} expired on {cert.valid_until}."
-            resync.add(cert.organization_id)
-            report["expired"] += 1
-        else:
-            message = (
-                f"Certification {_label(cert)} expires on {cert.valid_until} "
-                f"(in {days_left} days); upload the renewed certificate to stay eligible."
-            )
-            report["warned"] += 1
-        session.add(
-            Notification(
-                organization_id=cert.organization_id,
-                kind=kind,
-                subject_type="certification",
-                subject_id=cert.id,
-                message=message,
-                dedupe_key=key,
-            )
-        )
+    report, resync = _announce(wanted)
     for organization_id in sorted(resync):
         organization = session.get(Organization, organization_id)
         if organization is not None:
@@ -148,6 +126,38 @@ def warn_expiring_certifications(today: date | None = None) -> dict[str, int]:
     if report["warned"] or report["expired"]:
         log.info("certification expiry notices", extra=report)
     return report
+
+
+def _announce(
+    wanted: dict[str, tuple[Certification, EventKind, int]],
+) -> tuple[dict[str, int], set[int]]:
+    """Emit the notices not announced yet (no commit); returns the counts and the
+    organisations whose certification expired."""
+    known = _known_keys(list(wanted))
+    report = {"warned": 0, "expired": 0}
+    resync: set[int] = set()
+    for key, (cert, kind, days_left) in wanted.items():
+        if key in known:
+            continue
+        if kind is EventKind.CERTIFICATION_EXPIRED:
+            resync.add(cert.organization_id)
+            report["expired"] += 1
+        else:
+            report["warned"] += 1
+        db.session.add(NoticeKey(key=key))
+        emit_event(
+            kind,
+            organization_id=cert.organization_id,
+            subject_type="certification",
+            subject_id=cert.id,
+            data={
+                "standard": cert.standard,
+                "number": cert.number,
+                "valid_until": cert.valid_until.isoformat() if cert.valid_until else None,
+                "days_left": days_left,
+            },
+        )
+    return report, resync
 
 
 def build_scheduler(
@@ -185,6 +195,14 @@ def build_scheduler(
         job_timeout=600,
         ttl=certifications_every,
         name=f"{prefix}-certification-expiry",
+        **common,
+    )
+    scheduler.register(
+        refresh_performance_job,
+        interval=certifications_every,
+        job_timeout=600,
+        ttl=certifications_every,
+        name=f"{prefix}-performance-refresh",
         **common,
     )
     checkpoint_every = int(app.config["CHECKPOINT_EVERY_SECONDS"])

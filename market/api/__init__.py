@@ -43,3 +43,15 @@ def register_blueprints(api: Api) -> None:
     from market.api import claims  # subsidy claims and their evidence
 
     api.register_blueprint(claims.blp, url_prefix=API_PREFIX)
+
+    from market.api import notifications  # each user's inbox and preferences
+
+    api.register_blueprint(notifications.blp, url_prefix=API_PREFIX)
+
+    from market.api import kpis  # chain KPIs, charts, deliveries, scorecards
+
+    api.register_blueprint(kpis.blp, url_prefix=API_PREFIX)
+
+    from market.api import gaps  # chain intelligence: gap maps
+
+    api.register_blueprint(gaps.blp, url_prefix=API_PREFIX)

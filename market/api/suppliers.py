@@ -15,6 +15,7 @@ from market.permissions import ALL_ROLES, OWN_ORGANIZATION, actor, allow
 from market.schemas.suppliers import (
     CapabilityCreateSchema,
     CapabilityListQuerySchema,
+    CapabilityPatchSchema,
     CapabilitySchema,
     CertificationCreateSchema,
     CertificationListQuerySchema,
@@ -185,8 +186,26 @@ class Capabilities(MethodView):
         return services.capability_list(actor(), org_id, **query)
 
 
-@blp.route("/suppliers/<int:org_id>/capabilities/<int:capability_id>")
+@blp.route(
+    "/suppliers/<int:org_id>/capabilities/<int:capability_id>",
+    parameters=[
+        {"in": "path", "name": "org_id", "description": "The supplier organization."},
+        {"in": "path", "name": "capability_id", "description": "One of its capabilities."},
+    ],
+)
 class CapabilityItem(MethodView):
+    @allow(*EDITORS, pending_ok=OWN_ORGANIZATION)
+    @blp.arguments(CapabilityPatchSchema)
+    @blp.response(200, CapabilitySchema)
+    @errors(401, 403, 404, 422)
+    def patch(self, data: dict[str, Any], org_id: int, capability_id: int) -> Capability:
+        """Set whether a chip capability is of domestic origin.
+
+        Only capabilities under ``ic.chips`` carry the flag (422 elsewhere). Purchases keep
+        the value they froze when they were created: changing it affects later purchases only.
+        """
+        return services.capability_update(actor(), org_id, capability_id, data)
+
     @allow(*EDITORS, pending_ok=OWN_ORGANIZATION)
     @blp.response(204)
     @errors(401, 403, 404)

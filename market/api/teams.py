@@ -85,14 +85,14 @@ class Invitations(MethodView):
     def post(self, data: dict[str, Any], organization_id: int) -> dict[str, Any]:
         """Invite a colleague (org admins): the one-time link is shown here, once.
 
-        The link is valid for 7 days and once. Where email is configured it is also sent to the
-        invitee; the answer shows it to the inviting admin in any case.
+        Where email is configured (SMTP, or the embedded default's .eml files) the link is
+        emailed to the invitee instead and not shown (``emailed: true``).
         """
         invitation, raw, link = teams.invitation_create(
             actor(), organization_id, data["email"], data["org_role"]
         )
         fields = {name: getattr(invitation, name) for name in InvitationSchema().fields}
-        return {**fields, "token": raw, "link": link}
+        return {**fields, "token": raw, "link": link, "emailed": raw is None}
 
     @allow(*ALL_ROLES, pending_ok=True)
     @blp.arguments(PageQuerySchema, location="query")

@@ -9,6 +9,7 @@ Run the background side of a production deployment with::
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -246,8 +247,21 @@ def worker_command(
     help="Seconds between search index reconciliations (Elasticsearch only).",
 )
 def scheduler_command(sweep_every: int, certifications_every: int, reconcile_every: int) -> None:
-    """Run RQ's cron scheduler: outbox sweep, certification expiry, search reconciliation."""
+    """Run RQ's cron scheduler: outbox sweep, certification expiry, search reconciliation.
+
+    Without Redis (the embedded default, jobs inline) it runs the embedded default's periodic
+    jobs itself, in the foreground (workers/embedded.py), at the EMBEDDED_* intervals.
+    """
     from workers.scheduler import run_scheduler
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app.config["JOB_MODE"] == "inline":
+        from workers.embedded import EmbeddedJobs, embedded_jobs
+
+        click.echo("no Redis: running the periodic jobs here, inline (Ctrl-C stops)")
+        with contextlib.suppress(KeyboardInterrupt):
+            EmbeddedJobs(app, embedded_jobs(app)).run_forever()
+        return
 
     try:
         run_scheduler(

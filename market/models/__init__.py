@@ -27,6 +27,7 @@ from market.models.claims import (
     EvidenceRequest,
     LineDecision,
 )
+from market.models.insights import DeclaredVehicleOutput, Delivery
 from market.models.ledger import (
     DeclaredBaseline,
     EntryKind,
@@ -47,7 +48,12 @@ from market.models.marketplace import (
     Quote,
     QuoteStatus,
 )
-from market.models.notifications import Notification, NotificationKind
+from market.models.notifications import (
+    EmailDelivery,
+    InboxNotification,
+    NoticeKey,
+    NotificationPreference,
+)
 from market.models.outbox import OutboxEvent, OutboxStatus, OutboxTopic
 from market.models.suppliers import Capability, Certification, CertStatus, Site, SiteKind
 from market.models.webhooks import (
@@ -75,14 +81,18 @@ __all__ = [
     "ClaimTransition",
     "Confirmation",
     "DeclaredBaseline",
+    "DeclaredVehicleOutput",
+    "Delivery",
     "DeliveryStatus",
     "Demand",
     "DemandState",
+    "EmailDelivery",
     "EntryKind",
     "EvidenceDocument",
     "EvidenceKind",
     "EvidenceRequest",
     "IdempotencyRecord",
+    "InboxNotification",
     "Invitation",
     "InvoiceReview",
     "LedgerCheckpoint",
@@ -90,8 +100,8 @@ __all__ = [
     "LedgerTotal",
     "LedgerTreeNode",
     "LineDecision",
-    "Notification",
-    "NotificationKind",
+    "NoticeKey",
+    "NotificationPreference",
     "OrgKind",
     "OrgRole",
     "OrgStatus",

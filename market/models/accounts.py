@@ -65,6 +65,9 @@ class Organization(Model):
     listed: Mapped[bool] = mapped_column(default=True)
     # Bumped on every change to indexed data; Elasticsearch documents carry it as external version.
     version: Mapped[int] = mapped_column(default=1)
+    # Delivery performance score in basis points (5000..10000) as of the last delivery
+    # recorded; null: no deliveries (the ranking factor then counts it as neutral).
+    performance_bp: Mapped[int | None]
     verified_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -127,6 +130,8 @@ class User(Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # The language of the email sent to them (zh-CN or en); the inbox follows Accept-Language.
+    locale: Mapped[str] = mapped_column(String(8), default="zh-CN", server_default="zh-CN")
 
     organization: Mapped[Organization | None] = relationship(back_populates="users")
     authority: Mapped[Authority | None] = relationship(back_populates="auditors")

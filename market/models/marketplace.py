@@ -90,6 +90,8 @@ class Demand(Model):
     radius_km: Mapped[int] = mapped_column(default=200)
     # {"1": 1.0, "2": 0.8, "3": 0.6}; null means the default weights.
     tier_weights: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Opt-in: multiply the score by the supplier's delivery performance factor (f_p).
+    rank_by_performance: Mapped[bool] = mapped_column(default=False)
     state: Mapped[DemandState] = mapped_column(default=DemandState.DRAFT)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -169,6 +171,9 @@ class Purchase(Model):
     plant_city_code: Mapped[str] = mapped_column(String(6))
     plant_lat: Mapped[float]
     plant_lon: Mapped[float]
+    # Under ic.chips: whether the supplier's capability was of domestic origin when the
+    # purchase was created (null for other categories); the chip-localisation KPI reads it.
+    chip_domestic_origin: Mapped[bool | None]
     confirmation: Mapped[Confirmation | None]
     confirmed_at: Mapped[datetime | None]
     confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

@@ -57,6 +57,9 @@ class Capability(Model):
     processes: Mapped[list[str]] = mapped_column(JSON, default=list)
     annual_capacity: Mapped[int | None]
     capacity_unit: Mapped[str | None] = mapped_column(String(24))
+    # Chips designed and made by a domestic (PRC) company: only under ic.chips (the supplier
+    # sets it); frozen onto purchases when they are created (Purchase.chip_domestic_origin).
+    domestic_origin: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     organization: Mapped[Organization] = relationship(back_populates="capabilities")

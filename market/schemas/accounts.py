@@ -281,9 +281,22 @@ class InvitationSchema(Schema):
 
 
 class InvitationCreatedSchema(InvitationSchema):
-    token = fields.String(metadata={"description": "The one-time token; shown this once only."})
+    token = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "The one-time token; shown this once only (null when it was emailed "
+            "to the invitee instead)."
+        },
+    )
     link = fields.String(
-        metadata={"description": "The link to give the invitee (the token is in its fragment)."}
+        allow_none=True,
+        metadata={
+            "description": "The link to give the invitee (the token is in its fragment); null "
+            "when email is configured: the link went to the invitee's address."
+        },
+    )
+    emailed = fields.Boolean(
+        metadata={"description": "true: the link was sent to the invitee by email."}
     )
 
 

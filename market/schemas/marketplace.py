@@ -201,6 +201,13 @@ class DemandCreateSchema(StrictSchema):
         validate=validate.Range(min=1, max=MAX_RADIUS_KM),
     )
     tier_weights = TierWeightsField(allow_none=True)
+    rank_by_performance = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Opt in: multiply each supplier's score by its delivery performance "
+            "factor f_p (0.5 to 1.0; 0.75 without deliveries). Off: the default ranking."
+        },
+    )
 
     @validates("required_standards")
     def _unique_standards(self, value: list[str], data_key: str) -> None:
@@ -250,6 +257,7 @@ class DemandSchema(Schema):
     need_by = fields.Date()
     radius_km = fields.Integer()
     tier_weights = fields.Dict(keys=fields.String(), values=fields.Float(), allow_none=True)
+    rank_by_performance = fields.Boolean()
     state = fields.Function(
         demand_state_now, metadata={"type": "string", "enum": [s.value for s in DemandState]}
     )
@@ -440,6 +448,13 @@ class PurchaseSchema(Schema):
     plant_city_code = fields.String(metadata={"description": "Frozen at creation."})
     plant_lat = fields.Float(metadata={"description": "Frozen at creation (WGS-84)."})
     plant_lon = fields.Float(metadata={"description": "Frozen at creation (WGS-84)."})
+    chip_domestic_origin = fields.Boolean(
+        allow_none=True,
+        metadata={
+            "description": "Frozen at creation: under ic.chips, whether the supplier's "
+            "capability was of domestic origin; null for other categories."
+        },
+    )
     oem_org_id = fields.Integer()
     oem_name = fields.String(attribute="oem.legal_name")
     supplier_org_id = fields.Integer()

@@ -145,7 +145,13 @@ class MatchSchema(Schema):
     nearest_site = fields.Nested(SiteRefSchema)
     distance_factor = fields.Float(metadata={"description": "gauss decay f_d"})
     tier_factor = fields.Float(metadata={"description": "the demand's weight of the tier f_t"})
-    score = fields.Float(metadata={"description": "f_d × f_t"})
+    performance_factor = fields.Float(
+        metadata={
+            "description": "f_p: the supplier's delivery performance score when the demand "
+            "ranks by performance (0.75 without deliveries), else 1"
+        }
+    )
+    score = fields.Float(metadata={"description": "f_d × f_t × f_p"})
     matched_certifications = fields.List(fields.Nested(CertificationRefSchema))
 
 

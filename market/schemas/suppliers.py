@@ -259,6 +259,13 @@ class CapabilityCreateSchema(StrictSchema):
         load_default=None, allow_none=True, validate=validate.Range(min=1, max=2_000_000_000)
     )
     capacity_unit = Text(max_length=24, load_default=None, allow_none=True)
+    domestic_origin = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Chips designed and made by a domestic company (ic.chips.* only; "
+            "422 on other categories). Frozen onto each purchase when it is created."
+        },
+    )
 
     @validates("processes")
     def _no_duplicate_processes(self, value: list[str], **kwargs: Any) -> None:
@@ -273,6 +280,16 @@ class CapabilityListQuerySchema(PageQuerySchema):
     )
 
 
+class CapabilityPatchSchema(StrictSchema):
+    domestic_origin = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "Domestic-origin chips (ic.chips.* only). Purchases already "
+            "recorded keep the value frozen when they were created."
+        },
+    )
+
+
 class CapabilitySchema(Schema):
     id = fields.Integer()
     organization_id = fields.Integer()
@@ -280,6 +297,7 @@ class CapabilitySchema(Schema):
     processes = fields.List(fields.String())
     annual_capacity = fields.Integer(allow_none=True)
     capacity_unit = fields.String(allow_none=True)
+    domestic_origin = fields.Boolean()
     created_at = fields.DateTime()
 
 

@@ -65,6 +65,7 @@ _EDITABLE = (
     "need_by",
     "radius_km",
     "tier_weights",
+    "rank_by_performance",
 )
 _SORT_COLUMNS: Mapping[str, Any] = {
     "id": Demand.id,
@@ -185,6 +186,7 @@ def demand_create(user: User, data: dict[str, Any]) -> Demand:
         need_by=data["need_by"],
         radius_km=data["radius_km"],
         tier_weights=data.get("tier_weights"),
+        rank_by_performance=data.get("rank_by_performance", False),
         state=DemandState.DRAFT,
         created_by_id=user.id,
     )

@@ -39,6 +39,7 @@ from market.extensions import db
 from market.http import check_id
 from market.ledger import SubsidyPreview
 from market.models import (
+    Capability,
     Confirmation,
     EntryKind,
     InvoiceReview,
@@ -61,7 +62,9 @@ from market.models import (
 from market.permissions import auditor_city_prefixes, jurisdiction_condition, require_active_org
 from market.schemas.marketplace import PurchaseRecordedSchema
 from market.services import idempotency
+from market.services.events import EventKind, emit_event
 from market.services.pagination import Page, order_by, paginate
+from market.services.suppliers import CHIPS
 from market.services.unit_of_work import commit, emit, rollback
 
 RECORD_ENDPOINT = "POST /api/v1/purchases"
@@ -114,6 +117,25 @@ def usable_site(site_id: int, org_id: int, field: str, what: str) -> Site:
     return site
 
 
+def chip_domestic_origin(supplier_org_id: int, category: str) -> bool | None:
+    """The fact the chip-localisation KPI counts, to freeze on a new purchase: None outside
+    ``ic.chips``; else whether the supplier's most specific capability covering the category
+    (the category itself or its nearest ancestor; failing that, any under it) is domestic."""
+    if not (category == CHIPS or category.startswith(CHIPS + ".")):
+        return None
+    rows = db.session.execute(
+        select(Capability.category, Capability.domestic_origin).where(
+            Capability.organization_id == supplier_org_id,
+            Capability.category.startswith(CHIPS, autoescape=True),
+        )
+    ).all()
+    covering = [r for r in rows if category == r.category or category.startswith(r.category + ".")]
+    if covering:
+        return bool(max(covering, key=lambda r: len(r.category)).domestic_origin)
+    below = [r for r in rows if r.category.startswith(category + ".")]
+    return bool(below) and all(r.domestic_origin for r in below)
+
+
 def add_purchase(
     *,
     oem_org_id: int,
@@ -144,6 +166,7 @@ def add_purchase(
         plant_city_code=plant.city_code,
         plant_lat=plant.lat,
         plant_lon=plant.lon,
+        chip_domestic_origin=chip_domestic_origin(supplier_org_id, category),
         category=category,
         amount=amount,
         purchased_on=purchased_on,
@@ -312,6 +335,25 @@ def _parties(user: User, data: dict[str, Any]) -> tuple[Organization, Organizati
     return (own, other, party) if party is PurchaseParty.OEM else (other, own, party)
 
 
+def _announce_awaiting(purchase: Purchase, creator: Organization) -> None:
+    """Tell the other party a purchase waits for its confirmation (with the write)."""
+    other = purchase.supplier_org_id if creator.id == purchase.oem_org_id else purchase.oem_org_id
+    emit_event(
+        EventKind.PURCHASE_AWAITING_CONFIRMATION,
+        organization_id=other,
+        subject_type="purchase",
+        subject_id=purchase.id,
+        data={
+            "purchase_id": purchase.id,
+            "counterparty": creator.legal_name,
+            "invoice_number": purchase.invoice_number,
+            "amount": format(purchase.amount, "f"),
+            "purchased_on": purchase.purchased_on.isoformat(),
+            "category": purchase.category,
+        },
+    )
+
+
 def record_purchase(
     user: User, data: dict[str, Any], idempotency_key: str | None = None
 ) -> idempotency.StoredResponse:
@@ -355,6 +397,7 @@ def record_purchase(
             created_by_party=party,
         )
         purchase.oem, purchase.supplier = oem, supplier
+        _announce_awaiting(purchase, creator=oem if party is PurchaseParty.OEM else supplier)
         body = PurchaseRecordedSchema().dump(with_subsidy_preview(purchase, user))
         if request:
             idempotency.remember(request, 201, body)

@@ -210,6 +210,7 @@ def _match_item(rank: int, hit: MatchHit) -> dict[str, Any]:
         "nearest_site": _site_ref(document, match.nearest_site_id),
         "distance_factor": match.distance_factor,
         "tier_factor": match.tier_factor,
+        "performance_factor": match.performance_factor,
         "score": match.score,
         "matched_certifications": [
             {

@@ -86,6 +86,10 @@ def editable_supplier(user: User, organization_id: int) -> Organization:
     return org
 
 
+# The taxonomy subtree of automotive chips (the domestic-origin flag lives only there).
+CHIPS = "ic.chips"
+
+
 def _changed(org: Organization) -> None:
     """Indexed data changed: new version, and a search sync committed with the change."""
     org.bump_version()
@@ -262,6 +266,7 @@ def capability_create(user: User, organization_id: int, data: dict[str, Any]) ->
         processes=data["processes"],
         annual_capacity=data["annual_capacity"],
         capacity_unit=data["capacity_unit"],
+        domestic_origin=_domestic_origin(data["category"], data.get("domestic_origin", False)),
     )
     if (capability.annual_capacity is None) != (capability.capacity_unit is None):
         missing = "capacity_unit" if capability.capacity_unit is None else "annual_capacity"
@@ -274,6 +279,26 @@ def capability_create(user: User, organization_id: int, data: dict[str, Any]) ->
         raise Conflict(
             "This supplier already has this category.", fields={"category": ["Already declared."]}
         ) from exc
+    return capability
+
+
+def _domestic_origin(category: str, flag: bool) -> bool:
+    """The domestic-origin flag exists for automotive chips only (chip-localisation KPI)."""
+    if flag and not (category == CHIPS or category.startswith(CHIPS + ".")):
+        raise ValidationFailed(
+            fields={"domestic_origin": ["Only capabilities under ic.chips have a domestic origin."]}
+        )
+    return flag
+
+
+def capability_update(
+    user: User, organization_id: int, capability_id: int, data: dict[str, Any]
+) -> Capability:
+    """Set a chip capability's domestic origin; purchases keep the value they froze."""
+    org = editable_supplier(user, organization_id)
+    capability = _one_of(Capability, org.id, capability_id, "Capability")
+    capability.domestic_origin = _domestic_origin(capability.category, data["domestic_origin"])
+    commit()
     return capability
 
 

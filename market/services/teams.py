@@ -20,14 +20,15 @@ from sqlalchemy.exc import IntegrityError
 from market import auth
 from market.errors import Conflict, NotFound, ValidationFailed
 from market.extensions import db
-from market.models import Invitation, Organization, OrgRole, OrgStatus, User
+from market.models import Invitation, Organization, OrgRole, OrgStatus, OutboxTopic, User
 from market.passwords import hash_password
 from market.permissions import require_member, require_org_admin
 from market.schemas.accounts import check_password_policy
+from market.services import notifications
 from market.services.accounts import ROLE_FOR_KIND
 from market.services.audit import audit
 from market.services.pagination import Page, paginate
-from market.services.unit_of_work import commit, rollback
+from market.services.unit_of_work import commit, emit, rollback
 
 MAX_PENDING_INVITATIONS = 50
 INVITATION_PREFIX = "sci_"  # a label, so a leaked link is recognisable in secret scanners
@@ -160,8 +161,12 @@ def _invitation_link(raw: str) -> str:
 
 def invitation_create(
     actor: User, organization_id: int, email: str, org_role: OrgRole
-) -> tuple[Invitation, str, str]:
-    """Invite a colleague: returns the invitation, its raw token and the link (shown once)."""
+) -> tuple[Invitation, str | None, str | None]:
+    """Invite a colleague: returns the invitation, its raw token and the link (shown once).
+
+    Where email is configured (SMTP, or the embedded default's ``.eml`` files) the link is
+    emailed to the invitee instead, and token and link are None.
+    """
     require_org_admin(actor, organization_id)
     organization = _organization_locked(organization_id)
     if organization.status is OrgStatus.SUSPENDED:
@@ -203,8 +208,32 @@ def invitation_create(
         {"email": email, "org_role": org_role.value},
         organization_id=organization_id,
     )
+    link = _invitation_link(raw)
+    if not notifications.mail_enabled():
+        commit()
+        return invitation, raw, link
+    _mail_invitation(actor, organization, invitation, link)
     commit()
-    return invitation, raw, _invitation_link(raw)
+    return invitation, None, None
+
+
+def _mail_invitation(
+    actor: User, organization: Organization, invitation: Invitation, link: str
+) -> None:
+    """Mail the link to the invitee (through the outbox: a down SMTP server never fails the
+    invitation); it is not shown to the admin, so only the holder of the mailbox can accept."""
+    emit(
+        OutboxTopic.EMAIL_SEND,
+        invitation.id,
+        notifications.invitation_email(
+            to=invitation.email,
+            organization=organization.legal_name,
+            inviter=actor.display_name or actor.email,
+            org_role=invitation.org_role.value,
+            link=link,
+            expires_at=invitation.expires_at,
+        ),
+    )
 
 
 def invitation_list(actor: User, organization_id: int, *, page: int, per_page: int) -> Page:

@@ -1,7 +1,7 @@
 """webhooks: endpoints per organisation, deliveries per (endpoint, event), attempts
 
 Revision ID: 0016_webhooks
-Revises: 0014_claims
+Revises: 0015_inbox
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import market.database
 
 revision = "0016_webhooks"
-down_revision = "0014_claims"
+down_revision = "0015_inbox"
 branch_labels = None
 depends_on = None
 

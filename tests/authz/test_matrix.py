@@ -206,7 +206,7 @@ def _sign_in_by_cookie(client: FlaskClient, world: World, persona: str) -> dict[
 
 
 def _call(client: FlaskClient, world: World, rule: Rule, headers: dict[str, str]) -> Any:
-    url = world.path(rule.path) + (f"?{rule.query}" if rule.query else "")
+    url = world.path(rule.path + (f"?{rule.query}" if rule.query else ""))  # ids in queries too
     n = next(_addresses)
     return client.open(
         url,

@@ -35,6 +35,7 @@ from market.models import (
     ClaimState,
     EvidenceDocument,
     EvidenceKind,
+    InboxNotification,
     Invitation,
     OrgKind,
     OrgRole,
@@ -213,6 +214,16 @@ def build_world() -> World:
         expires_at=datetime.now(UTC) + timedelta(days=7),
     )
     factories.db.session.add(invitation_a)
+    # A notification in buyer A's inbox (its own only: even member_a's is another's).
+    notification_a = InboxNotification(
+        user_id=users["buyer_a"].id,
+        organization_id=oem_a.id,
+        kind="purchase.recorded",
+        subject_type="purchase",
+        subject_id=purchase_a.id,
+        data={"purchase_id": purchase_a.id, "near_shore": True},
+    )
+    factories.db.session.add(notification_a)
     factories.db.session.flush()
     webhook_endpoint_a, webhook_delivery_a = _webhook_of(oem_a.id)
     # The session token a removed member's cookie still carries, from before the removal.
@@ -259,6 +270,7 @@ def build_world() -> World:
         "webhook_delivery_a": webhook_delivery_a,
         "claim_a": claim_a,
         "evidence_a": evidence_a,
+        "notification_a": notification_a,
     } | tokens
     world.objects = named | {f"user_{k}": v for k, v in users.items()}
     world.ids = {name: obj.id for name, obj in world.objects.items()}

@@ -1,0 +1,1 @@
+"""Chain intelligence: gap maps, KPIs, supplier scorecards and their pictures."""
