@@ -109,12 +109,13 @@ def _plan(world: DemoWorld, rng: random.Random, plant: Site) -> list[PlannedPurc
     current = (date(today.year, 1, 1), today)
     shape = [(previous, True, False)] * 4 + [(previous, False, False), (previous, True, True)]
     shape += [(current, True, False)] * 2 + [(current, False, False)]
-    plan = []
+    plan, used = [], {True: 0, False: 0}  # each pool's sites in turn
     for n, ((first, last), is_near, cancel) in enumerate(shape):
         pool = near if is_near else far
         if not pool:
             continue
-        site, user = pool[n % len(pool)]
+        site, user = pool[used[is_near] % len(pool)]
+        used[is_near] += 1
         plan.append(
             PlannedPurchase(
                 site=site,
