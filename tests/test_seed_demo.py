@@ -220,7 +220,9 @@ def test_same_seed_same_world_and_reset_replaces_it(app, db_session):
     assert snapshot() != world
 
 
-def test_the_demo_buyer_has_confirmed_purchases_a_baseline_and_a_verified_ledger(db_session):
+def test_the_demo_buyer_has_confirmed_purchases_a_baseline_and_a_verified_ledger(
+    client, db_session
+):
     ledger.ensure_default_policy()  # a committed_db test before may have emptied the table
     summary = seed_demo(size=12, seed=5)
     buyer = db_session.scalar(select(User).where(User.email == "buyer@demo.test"))
@@ -276,6 +278,10 @@ def test_the_demo_buyer_has_confirmed_purchases_a_baseline_and_a_verified_ledger
     assert summary.claim_id == claim.id
     auditor = db_session.scalar(select(User).where(User.email == "auditor@demo.test"))
     assert claims.find_claim(auditor, claim.id).id == claim.id
+    headers = factories.auth(auditor)
+    listed = client.get("/api/v1/claims", headers=headers).get_json()["items"]
+    assert [(c["id"], c["state"]) for c in listed] == [(claim.id, "submitted")]
+    assert client.get("/api/v1/ledger/verify", headers=headers).get_json()["ok"] is True
 
     # The ledger is never deleted from: --reset refuses and names --fresh; nothing changed.
     size = count(db_session, LedgerEntry)
