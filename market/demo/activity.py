@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 
 from market import geo
 from market.clock import business_today
+from market.demo.names import BUYER_PLANT
 from market.demo.world import DemoWorld
 from market.extensions import db
 from market.models import Capability, EntryKind, LedgerEntry, Organization, Site, User
@@ -62,7 +63,7 @@ def business(world: DemoWorld, rng: random.Random) -> None:
     buyer = world.users["buyer"]
     oem_id = buyer.organization_id
     assert oem_id is not None
-    plant = db.session.get(Site, world.site_of_plant.get("gac-honda-huangpu") or 0)
+    plant = db.session.get(Site, world.site_of_plant.get(BUYER_PLANT) or 0)
     if plant is None or plant.organization_id != oem_id:
         plant = db.session.scalars(select(Site).where(Site.organization_id == oem_id)).first()
     assert plant is not None

@@ -19,6 +19,8 @@ DEMO_PASSWORD = "strongchain-demo-2026"  # noqa: S105  (a documented demo passwo
 DEMO_EMAIL_DOMAIN = "demo.test"  # reserved TLD (RFC 2606): never a real mailbox
 # "91" + division (6) + "DM" + serial (6) + "Y" + check: see the module docstring.
 DEMO_USCC_LIKE = "91______DM______Y_"
+# The demo buyers' plants (reference-data ids): buyer@demo.test buys for the first.
+BUYER_PLANT, SECOND_BUYER_PLANT = "gac-honda-huangpu", "byd-pingshan"
 BATCH = 1000
 JITTER_KM = 8.0
 KM_PER_DEGREE = 111.32

@@ -24,7 +24,13 @@ from sqlalchemy import func, insert, select
 from market import refdata
 from market.demo import activity
 from market.demo.generator import WorldGenerator
-from market.demo.names import BATCH, DEMO_EMAIL_DOMAIN, DEMO_PASSWORD
+from market.demo.names import (
+    BATCH,
+    BUYER_PLANT,
+    DEMO_EMAIL_DOMAIN,
+    DEMO_PASSWORD,
+    SECOND_BUYER_PLANT,
+)
 from market.demo.reset import delete_demo_world, demo_world_exists
 from market.demo.world import DemoSummary, DemoUser, DemoWorld
 from market.errors import Conflict
@@ -46,7 +52,6 @@ from market.models import (
 from market.passwords import hash_password
 from market.services.unit_of_work import commit
 
-BUYER_PLANT, SECOND_BUYER_PLANT = "gac-honda-huangpu", "byd-pingshan"
 AUTHORITY_NAME = "广东省工业和信息化厅（演示）"  # the demo auditor's: the whole province
 
 
