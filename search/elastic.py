@@ -107,7 +107,7 @@ class ElasticsearchBackend(SearchBackend):
         response = self._search(
             query=queries.search_query(query, today),
             sort=queries.search_sort(query),
-            aggs=queries.facet_aggregations(today),
+            aggs=queries.facet_aggregations(today, query.verified_only),
             from_=(page - 1) * per_page,
             size=per_page,
             track_total_hits=True,

@@ -1,7 +1,9 @@
 """Differential tests: Elasticsearch, the database backend and the plain spec rank alike.
 
 Random worlds (fixed seeds) of a few hundred suppliers with 1–4 sites, mixed tiers,
-certifications valid, expired, not yet valid or revoked around the demand's need_by, categories
+certifications valid, expired, not yet valid or revoked around the demand's need_by, verified,
+pending review or rejected (only verified ones match; searches count declared ones, or verified
+ones only with ``verified_only``), categories
 at several depths, suspended, pending and hidden suppliers. For random demands (plant, radius,
 required standards, tier-weight overrides) the three must return the same suppliers in the same
 order with the same explanation. The reference facts are built straight from the rows, not via
@@ -19,7 +21,7 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -34,6 +36,7 @@ from market.models import (
     Capability,
     Certification,
     CertStatus,
+    CertVerification,
     Organization,
     OrgKind,
     OrgStatus,
@@ -102,14 +105,25 @@ def _certification(rng: random.Random, org_id: int, need_by_hint: date) -> dict[
     valid_until = (
         None if rng.random() < 0.15 else need_by_hint + timedelta(days=rng.randint(-60, 60))
     )
+    number = rng.randint(1, 10**9)
     return {
         "organization_id": org_id,
         "standard": rng.choice(STANDARDS),
-        "number": f"C-{rng.randint(1, 10**9)}",
+        "number": f"C-{number}",
         "valid_from": TODAY + timedelta(days=rng.choice([-700, -300, -30, -1, 0, 1, 20])),
         "valid_until": valid_until,
         "status": CertStatus.REVOKED if rng.random() < 0.12 else CertStatus.ACTIVE,
+        # Not drawn from rng (the worlds stay as they were): 70% verified, 15% pending review,
+        # 15% rejected.
+        "verification": REVIEWS[number % len(REVIEWS)],
     }
+
+
+REVIEWS = (
+    *[CertVerification.VERIFIED] * 14,
+    *[CertVerification.PENDING] * 3,
+    *[CertVerification.REJECTED] * 3,
+)
 
 
 def _subtree(root: str) -> list[str]:
@@ -207,7 +221,12 @@ def facts_from_rows() -> list[spec.SupplierFact]:
             sites=tuple(spec.SiteFact(s.id, s.lat, s.lon, s.active, s.name) for s in org.sites),
             certifications=tuple(
                 spec.CertFact(
-                    c.id, c.standard, c.status is CertStatus.ACTIVE, c.valid_from, c.valid_until
+                    c.id,
+                    c.standard,
+                    c.status is CertStatus.ACTIVE,
+                    c.valid_from,
+                    c.valid_until,
+                    verified=c.verification is CertVerification.VERIFIED,
                 )
                 for c in org.certifications
             ),
@@ -316,9 +335,7 @@ def reference_search(
             spec.category_matches(c, query.category) for c in fact.categories
         ):
             continue
-        valid = {
-            c.standard for c in fact.certifications if spec.certification_valid(c, TODAY, TODAY)
-        }
+        valid = _standards_valid_today(org, query.verified_only)
         if any(s not in valid for s in query.standards):
             continue
         if query.tier is not None and fact.tier != query.tier:
@@ -364,9 +381,7 @@ def reference_search(
         specialized[rows[i].specialized] = specialized.get(rows[i].specialized, 0) + 1
         if by_id[i].tier is not None:
             tiers[by_id[i].tier] = tiers.get(by_id[i].tier, 0) + 1
-        for s in {
-            c.standard for c in by_id[i].certifications if spec.certification_valid(c, TODAY, TODAY)
-        }:
+        for s in _standards_valid_today(rows[i], query.verified_only):
             standards[s] = standards.get(s, 0) + 1
     from search.backends import sorted_buckets
 
@@ -379,6 +394,24 @@ def reference_search(
             "specialized": sorted_buckets(specialized),
         },
     )
+
+
+def _standards_valid_today(org: Organization, verified_only: bool) -> set[str]:
+    """The standards a search counts for a supplier, straight from its rows: an active
+    certificate valid today, verified (``verified_only``) or at least not rejected."""
+    counted = (
+        {CertVerification.VERIFIED}
+        if verified_only
+        else {CertVerification.VERIFIED, CertVerification.PENDING}
+    )
+    return {
+        c.standard
+        for c in org.certifications
+        if c.status is CertStatus.ACTIVE
+        and c.verification in counted
+        and c.valid_from <= TODAY
+        and (c.valid_until is None or c.valid_until >= TODAY)
+    }
 
 
 def random_search(rng: random.Random, world: World) -> SupplierQuery:
@@ -410,6 +443,14 @@ def assert_same_search(
     return result
 
 
+def _all_verified(facts: list[spec.SupplierFact]) -> list[spec.SupplierFact]:
+    """The facts as if every certificate were verified (what matching was before reviews)."""
+    return [
+        replace(f, certifications=tuple(replace(c, verified=True) for c in f.certifications))
+        for f in facts
+    ]
+
+
 # --- the tests --------------------------------------------------------------------------------
 
 
@@ -425,6 +466,10 @@ class Coverage:
     search_hits: int = 0
     text_searches: int = 0  # with words, and something found
     text_hits: int = 0
+    # Searches whose answer (hits or facets) verified_only changes.
+    review_sensitive: int = 0
+    # Suppliers left out of a ranking only because a certificate is pending or rejected.
+    unverified_excluded: int = 0
 
 
 def _run_worlds(
@@ -455,15 +500,25 @@ def _run_worlds(
                         assert_same_pages(backend, demand, expected)
                 coverage.demands += 1
                 coverage.hits += len(expected)
+                coverage.unverified_excluded += len(
+                    spec.rank(_all_verified(facts), demand, TODAY)
+                ) - len(expected)
                 coverage.zero_scores += sum(1 for m in expected if m.score == 0)
                 coverage.equal_scores += sum(
                     1 for a, b in itertools.pairwise(expected) if a.score == b.score > 0
                 )
-            for _ in range(5):
+            for n in range(5):
                 query = random_search(search_rng, world)
+                # Every other search counts verified certificates only (not drawn from the rng:
+                # the searches stay as they were).
+                query = replace(query, verified_only=n % 2 == 1)
                 expected_search = reference_search(facts, rows, query)
                 for backend in backends:
                     assert_same_search(backend, query, expected_search)
+                flipped = replace(query, verified_only=not query.verified_only)
+                coverage.review_sensitive += reference_search(facts, rows, flipped) != (
+                    expected_search
+                )
                 coverage.searches += 1
                 coverage.search_hits += len(expected_search.ids)
                 if query.text_query and expected_search.ids:

@@ -140,6 +140,7 @@ class CertM:
     valid_from: date
     valid_until: date
     active: bool = True
+    verification: str = "pending"  # a new certificate waits for an admin's review
 
 
 @dataclass
@@ -168,7 +169,14 @@ class OrgM:
                 spec.SiteFact(s.id, s.place.lat, s.place.lon, s.active) for s in self.sites.values()
             ),
             certifications=tuple(
-                spec.CertFact(c.id, c.standard, c.active, c.valid_from, c.valid_until)
+                spec.CertFact(
+                    c.id,
+                    c.standard,
+                    c.active,
+                    c.valid_from,
+                    c.valid_until,
+                    verified=c.verification == "verified",
+                )
                 for c in self.certs.values()
             ),
         )
@@ -678,6 +686,59 @@ class Marketplace(RuleBasedStateMachine):
             {"status": "revoked"},
         )
         cert.active = False
+
+    def all_certs(self) -> list[tuple[int, int]]:
+        return sorted(
+            (org.id, cert_id)
+            for org in self.orgs.values()
+            if org.kind is OrgKind.SUPPLIER
+            for cert_id in org.certs
+        )
+
+    @precondition(lambda self: bool(self.all_certs()))
+    @rule(data=st.data(), verify=st.sampled_from([True, True, False]))
+    def review_certification(self, data: st.DataObject, verify: bool) -> None:
+        """An admin verifies a certificate (it counts for matching from now on) or rejects it
+        with a reason; one that is not pending, or revoked, is not reviewed (409)."""
+        org_id, cert_id = data.draw(st.sampled_from(self.all_certs()), label="cert")
+        cert = self.orgs[org_id].certs[cert_id]
+        reviewable = cert.active and cert.verification == "pending"
+        path = f"/suppliers/{org_id}/certifications/{cert_id}/"
+        if verify:
+            answer = self.call("POST", path + "verify", self.admin, 200 if reviewable else 409)
+        else:
+            answer = self.call(
+                "POST", path + "reject", self.admin, 200 if reviewable else 409, {"reason": "no"}
+            )
+        if reviewable:
+            cert.verification = "verified" if verify else "rejected"
+            assert answer["verification"] == cert.verification
+            self.coverage["certificate reviews"] += 1
+
+    @precondition(lambda self: any(o.certs for o in self.signed_in(OrgKind.SUPPLIER)))
+    @rule(data=st.data(), longer=st.booleans())
+    def edit_certification(self, data: st.DataObject, longer: bool) -> None:
+        """The supplier changes what a certificate states (its validity or its number): it is
+        pending review again, whatever its review was (a revoked one cannot change: 409)."""
+        ids = sorted(o.id for o in self.signed_in(OrgKind.SUPPLIER) if o.certs)
+        supplier = self.orgs[data.draw(st.sampled_from(ids), label="supplier")]
+        cert = supplier.certs[data.draw(st.sampled_from(sorted(supplier.certs)), label="cert")]
+        body: dict[str, Any] = {"number": f"C-{self.number()}"}
+        if longer:
+            body = {"valid_until": (cert.valid_until + timedelta(days=400)).isoformat()}
+        answer = self.call(
+            "PATCH",
+            f"/suppliers/{supplier.id}/certifications/{cert.id}",
+            supplier.headers,
+            200 if cert.active else 409,
+            body,
+        )
+        if cert.active:
+            if longer:
+                cert.valid_until += timedelta(days=400)
+            self.coverage["reviewed certificates edited"] += cert.verification != "pending"
+            cert.verification = "pending"
+            assert answer["verification"] == "pending"
 
     # --- demands and quotes -------------------------------------------------------------------
 

@@ -38,7 +38,14 @@ from market.models.marketplace import (
 )
 from market.models.notifications import Notification, NotificationKind
 from market.models.outbox import OutboxEvent, OutboxStatus, OutboxTopic
-from market.models.suppliers import Capability, Certification, CertStatus, Site, SiteKind
+from market.models.suppliers import (
+    Capability,
+    Certification,
+    CertStatus,
+    CertVerification,
+    Site,
+    SiteKind,
+)
 
 search_tokens.register()
 
@@ -49,6 +56,7 @@ __all__ = [
     "Authority",
     "Capability",
     "CertStatus",
+    "CertVerification",
     "Certification",
     "CheckpointFailure",
     "Confirmation",
