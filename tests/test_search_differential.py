@@ -540,7 +540,10 @@ def test_database_backend_agrees_with_the_spec(db_session):
         seed=20261125,
         refresh=lambda: None,
     )
-    assert coverage.demands == 24 and coverage.hits > 300, coverage
+    # Measured with 30% of the certificates pending or rejected: 276 ranked hits, 22 suppliers
+    # left out only by an unverified certificate, 8 of 20 searches changed by verified_only.
+    assert coverage.demands == 24 and coverage.hits > 250, coverage
+    assert coverage.unverified_excluded >= 15 and coverage.review_sensitive >= 5, coverage
     # Measured with sites placed inside their cities' real boundaries: 7 text searches with hits.
     assert coverage.text_searches >= 6 and coverage.text_hits > 60, coverage
 
@@ -560,7 +563,9 @@ def test_elasticsearch_and_database_agree_with_the_spec(db_session, elasticsearc
         seed=5,
         refresh=lambda: reindex(elastic),
     )
+    print(coverage)
     assert coverage.demands == 105, coverage
+    assert coverage.unverified_excluded >= 50 and coverage.review_sensitive >= 15, coverage
     # Seed 5: 75 searches, 27 of them with words that found something (about 470 hits).
     assert coverage.text_searches >= 20 and coverage.text_hits > 300, coverage
     # Seed 5 compares 1 500 ranked hits since sites lie inside their cities' real boundaries

@@ -518,9 +518,7 @@ def _under_review(user: User, organization_id: int, certification_id: int) -> Ce
     if cert.status is not CertStatus.ACTIVE:
         raise Conflict("A revoked certification is not reviewed.")
     if cert.verification is not CertVerification.PENDING:
-        raise Conflict(
-            f"Only pending certifications are reviewed; this one is {cert.verification.value}."
-        )
+        raise Conflict("This certification was reviewed already; it is not pending.")
     return cert
 
 
