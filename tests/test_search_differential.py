@@ -17,6 +17,7 @@ ties precision could flip instead of loosening the comparison.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
@@ -346,8 +347,8 @@ def reference_search(
             continue
         # Tokens analysed afresh from the row's text (not the stored columns, which are under
         # test): a word matches a name, the description, or the name of a capability's category.
-        names = set(text.token_list(text.index_tokens(org.legal_name, org.english_name)))
-        description = set(text.token_list(text.index_tokens(org.description)))
+        names = _tokens(org.legal_name, org.english_name)
+        description = _tokens(org.description)
         if not all(
             names & set(word.tokens)
             or description & set(word.tokens)
@@ -394,6 +395,12 @@ def reference_search(
             "specialized": sorted_buckets(specialized),
         },
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _tokens(*texts: str | None) -> frozenset[str]:
+    """The tokens of texts, analysed afresh (memoised: every search reads every supplier)."""
+    return frozenset(text.token_list(text.index_tokens(*texts)))
 
 
 def _standards_valid_today(org: Organization, verified_only: bool) -> set[str]:

@@ -2,7 +2,8 @@
 
 Random sequences of registrations (and an admin's verification, suspension, reactivation),
 supplier profiles, sites (added, deactivated, moved to another city after they sold),
-capabilities and certifications, OEM plants, demands (drafted and published), quotes,
+capabilities and certifications (verified or rejected by an admin, edited back to review: only
+verified ones count for matching), OEM plants, demands (drafted and published), quotes,
 withdrawals, awards (confirmed by construction), off-platform purchases recorded by either
 party (with Idempotency-Key retries, back-dated into the previous business year, refused two
 years back), confirmations and disputes by the other party (and refusals for the party that
@@ -1582,9 +1583,12 @@ class Marketplace(RuleBasedStateMachine):
                 assert got_page.total == want_page.total == len(want)
                 self.coverage["elasticsearch matches"] += len(want)
             plants = [s.place for o in self.of_kind(OrgKind.OEM) for s in o.sites.values()]
-            queries = [SupplierQuery()] + [
-                SupplierQuery(lat=p.lat, lon=p.lon, radius_km=150.0) for p in plants[:1]
-            ]
+            queries = [
+                SupplierQuery(),
+                # Declared certificates (pending or verified), and verified ones only.
+                SupplierQuery(standards=("iatf-16949",)),
+                SupplierQuery(standards=("iatf-16949",), verified_only=True),
+            ] + [SupplierQuery(lat=p.lat, lon=p.lon, radius_km=150.0) for p in plants[:1]]
             for query in queries:
                 want_search = database.search(query, today(), 1, 1000)
                 got_search = self.elastic.search(query, today(), 1, 1000)
