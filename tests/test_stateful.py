@@ -654,8 +654,12 @@ class Marketplace(RuleBasedStateMachine):
         data=st.data(),
         standard=st.sampled_from(STANDARDS),
         valid_days=st.sampled_from([20, 400, 1000]),
+        review=st.sampled_from(["", "verify", "verify", "reject"]),
     )
-    def add_certification(self, data: st.DataObject, standard: str, valid_days: int) -> None:
+    def add_certification(
+        self, data: st.DataObject, standard: str, valid_days: int, review: str
+    ) -> None:
+        """A supplier declares a certificate (pending), which an admin may review at once."""
         ids = sorted(o.id for o in self.signed_in(OrgKind.SUPPLIER))
         supplier = self.orgs[data.draw(st.sampled_from(ids), label="supplier")]
         valid_from, valid_until = today() - timedelta(days=30), today() + timedelta(days=valid_days)
@@ -671,62 +675,47 @@ class Marketplace(RuleBasedStateMachine):
                 "number": f"C-{self.number()}",
             },
         )
+        assert cert["verification"] == "pending"
         supplier.certs[cert["id"]] = CertM(cert["id"], standard, valid_from, valid_until)
+        if review:
+            self.review(supplier, supplier.certs[cert["id"]], review)
 
-    @precondition(lambda self: any(o.certs for o in self.signed_in(OrgKind.SUPPLIER)))
-    @rule(data=st.data())
-    def revoke_certification(self, data: st.DataObject) -> None:
-        ids = sorted(o.id for o in self.signed_in(OrgKind.SUPPLIER) if o.certs)
-        supplier = self.orgs[data.draw(st.sampled_from(ids), label="supplier")]
-        cert = supplier.certs[data.draw(st.sampled_from(sorted(supplier.certs)), label="cert")]
-        self.call(
-            "PATCH",
-            f"/suppliers/{supplier.id}/certifications/{cert.id}",
-            supplier.headers,
-            200 if cert.active else 409,
-            {"status": "revoked"},
-        )
-        cert.active = False
-
-    def all_certs(self) -> list[tuple[int, int]]:
-        return sorted(
-            (org.id, cert_id)
-            for org in self.orgs.values()
-            if org.kind is OrgKind.SUPPLIER
-            for cert_id in org.certs
-        )
-
-    @precondition(lambda self: bool(self.all_certs()))
-    @rule(data=st.data(), verify=st.sampled_from([True, True, False]))
-    def review_certification(self, data: st.DataObject, verify: bool) -> None:
+    def review(self, supplier: OrgM, cert: CertM, action: str) -> None:
         """An admin verifies a certificate (it counts for matching from now on) or rejects it
         with a reason; one that is not pending, or revoked, is not reviewed (409)."""
-        org_id, cert_id = data.draw(st.sampled_from(self.all_certs()), label="cert")
-        cert = self.orgs[org_id].certs[cert_id]
         reviewable = cert.active and cert.verification == "pending"
-        path = f"/suppliers/{org_id}/certifications/{cert_id}/"
-        if verify:
-            answer = self.call("POST", path + "verify", self.admin, 200 if reviewable else 409)
-        else:
-            answer = self.call(
-                "POST", path + "reject", self.admin, 200 if reviewable else 409, {"reason": "no"}
-            )
+        answer = self.call(
+            "POST",
+            f"/suppliers/{supplier.id}/certifications/{cert.id}/{action}",
+            self.admin,
+            200 if reviewable else 409,
+            {"reason": "Not in the register."} if action == "reject" else None,
+        )
         if reviewable:
-            cert.verification = "verified" if verify else "rejected"
+            cert.verification = "verified" if action == "verify" else "rejected"
             assert answer["verification"] == cert.verification
             self.coverage["certificate reviews"] += 1
 
     @precondition(lambda self: any(o.certs for o in self.signed_in(OrgKind.SUPPLIER)))
-    @rule(data=st.data(), longer=st.booleans())
-    def edit_certification(self, data: st.DataObject, longer: bool) -> None:
-        """The supplier changes what a certificate states (its validity or its number): it is
-        pending review again, whatever its review was (a revoked one cannot change: 409)."""
+    @rule(
+        data=st.data(),
+        action=st.sampled_from(["revoke", "verify", "reject", "renumber", "extend"]),
+    )
+    def change_certification(self, data: st.DataObject, action: str) -> None:
+        """The supplier revokes a certificate or changes what it states (its number or its
+        validity: pending review again, whatever its review was; a revoked one cannot change),
+        or an admin reviews it."""
         ids = sorted(o.id for o in self.signed_in(OrgKind.SUPPLIER) if o.certs)
         supplier = self.orgs[data.draw(st.sampled_from(ids), label="supplier")]
         cert = supplier.certs[data.draw(st.sampled_from(sorted(supplier.certs)), label="cert")]
-        body: dict[str, Any] = {"number": f"C-{self.number()}"}
-        if longer:
-            body = {"valid_until": (cert.valid_until + timedelta(days=400)).isoformat()}
+        if action in {"verify", "reject"}:
+            self.review(supplier, cert, action)
+            return
+        body: dict[str, Any] = {
+            "revoke": {"status": "revoked"},
+            "renumber": {"number": f"C-{self.number()}"},
+            "extend": {"valid_until": (cert.valid_until + timedelta(days=400)).isoformat()},
+        }[action]
         answer = self.call(
             "PATCH",
             f"/suppliers/{supplier.id}/certifications/{cert.id}",
@@ -734,12 +723,16 @@ class Marketplace(RuleBasedStateMachine):
             200 if cert.active else 409,
             body,
         )
-        if cert.active:
-            if longer:
+        if not cert.active:
+            return
+        if action == "revoke":
+            cert.active = False  # revocation keeps the review (a revoked one never counts)
+        else:
+            if action == "extend":
                 cert.valid_until += timedelta(days=400)
             self.coverage["reviewed certificates edited"] += cert.verification != "pending"
             cert.verification = "pending"
-            assert answer["verification"] == "pending"
+        assert answer["verification"] == cert.verification
 
     # --- demands and quotes -------------------------------------------------------------------
 
