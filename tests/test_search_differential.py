@@ -570,9 +570,10 @@ def test_elasticsearch_and_database_agree_with_the_spec(db_session, elasticsearc
         seed=5,
         refresh=lambda: reindex(elastic),
     )
-    print(coverage)
     assert coverage.demands == 105, coverage
-    assert coverage.unverified_excluded >= 50 and coverage.review_sensitive >= 15, coverage
+    # Seed 5 with reviews: 122 suppliers left out only by an unverified certificate; 49 of the
+    # 75 searches answer differently with verified_only.
+    assert coverage.unverified_excluded >= 80 and coverage.review_sensitive >= 30, coverage
     # Seed 5: 75 searches, 27 of them with words that found something (about 470 hits).
     assert coverage.text_searches >= 20 and coverage.text_hits > 300, coverage
     # Seed 5 compares 1 500 ranked hits since sites lie inside their cities' real boundaries
