@@ -1665,7 +1665,11 @@ def test_the_marketplace_keeps_ledger_and_search_consistent(
     # purchases, 16 / 4 mirrored, 21 / 19 reversals, 24 / 109 declarations, 9 / 9 site moves,
     # 2 / 2 confirmations and 7 / 1 disputes by the rule; 1138 / 984 positions checked, 662 /
     # 399 of them held and 344 / 495 subsidised.
-    assert coverage["mirrored purchases"] >= 2 and coverage["declarations"] >= 20, coverage
+    # With certificate reviews in the certificate rules (their draws changed every example
+    # after them), last measured on PostgreSQL: 10 declarations, 8 mirrored purchases, 10
+    # certificate reviews; the floor on declarations went from 20 to 8 for that reason alone.
+    assert coverage["mirrored purchases"] >= 2 and coverage["declarations"] >= 8, coverage
+    assert coverage["certificate reviews"] >= 5, coverage
     assert coverage["reversals"] >= 5 and coverage["site moves"] >= 5, coverage
     assert coverage["held positions"] >= 100 and coverage["subsidised positions"] >= 100, coverage
     # Disputes depend on the draws reaching a pending purchase (measured 7, 1 and, after the
