@@ -61,6 +61,8 @@ def upgrade():
 def downgrade():
     with op.batch_alter_table("certifications") as batch:
         batch.drop_index(batch.f("ix_certifications_verification"))
+        # The enum's CHECK constraint names the column: it goes first (SQLite rebuilds the table).
+        batch.drop_constraint(batch.f("ck_certifications_certverification"), type_="check")
         batch.drop_constraint(batch.f("fk_certifications_reviewed_by_id_users"), type_="foreignkey")
         batch.drop_column("review_reason")
         batch.drop_column("reviewed_at")
