@@ -55,7 +55,14 @@ from market.models.notifications import (
     NotificationPreference,
 )
 from market.models.outbox import OutboxEvent, OutboxStatus, OutboxTopic
-from market.models.suppliers import Capability, Certification, CertStatus, Site, SiteKind
+from market.models.suppliers import (
+    Capability,
+    Certification,
+    CertStatus,
+    CertVerification,
+    Site,
+    SiteKind,
+)
 from market.models.webhooks import (
     DeliveryStatus,
     WebhookAttempt,
@@ -72,6 +79,7 @@ __all__ = [
     "Authority",
     "Capability",
     "CertStatus",
+    "CertVerification",
     "Certification",
     "CheckpointFailure",
     "Claim",

@@ -33,6 +33,7 @@ from market.models import (
     Capability,
     Certification,
     CertStatus,
+    CertVerification,
     DeclaredBaseline,
     Demand,
     DemandState,
@@ -527,6 +528,8 @@ class _Generator:
                     "scope": None,
                     "site_id": plant_id if standard == "iatf-16949" else None,
                     "status": CertStatus.REVOKED if rng.random() < 0.03 else CertStatus.ACTIVE,
+                    # The demo world's certificates have been reviewed (they count for matching).
+                    "verification": CertVerification.VERIFIED,
                     "created_at": self.now,
                 }
             )

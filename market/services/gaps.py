@@ -47,6 +47,7 @@ from market.models import (
     Capability,
     Certification,
     CertStatus,
+    CertVerification,
     Demand,
     DemandState,
     Organization,
@@ -156,6 +157,7 @@ def _certified(standard: str, on: date) -> ColumnElement[bool]:
         cert.organization_id == Organization.id,
         cert.standard == standard,
         cert.status == CertStatus.ACTIVE,
+        cert.verification == CertVerification.VERIFIED,  # as for matching: verified only
         cert.valid_from <= on,
         or_(cert.valid_until.is_(None), cert.valid_until >= on),
     )

@@ -27,6 +27,7 @@ from market.geo import haversine_km
 from market.http import check_id
 from market.models import (
     CertStatus,
+    CertVerification,
     Demand,
     DemandState,
     Organization,
@@ -73,7 +74,12 @@ def supplier_fact(org: Organization) -> spec.SupplierFact:
         sites=tuple(spec.SiteFact(s.id, s.lat, s.lon, s.active, s.name) for s in org.sites),
         certifications=tuple(
             spec.CertFact(
-                c.id, c.standard, c.status is CertStatus.ACTIVE, c.valid_from, c.valid_until
+                c.id,
+                c.standard,
+                c.status is CertStatus.ACTIVE,
+                c.valid_from,
+                c.valid_until,
+                verified=c.verification is CertVerification.VERIFIED,
             )
             for c in org.certifications
         ),
@@ -101,9 +107,9 @@ def _not_eligible(demand: Demand) -> Forbidden:
     standards = ", ".join(demand.required_standards or []) or "none"
     return Forbidden(
         "Your organization is not eligible to quote on this demand. It needs: a listed, active "
-        f"profile; a capability in '{demand.category}' or below; active certifications valid "
-        f"through {demand.need_by.isoformat()} for every required standard ({standards}); and an "
-        f"active site within {demand.radius_km} km of the plant."
+        f"profile; a capability in '{demand.category}' or below; active certifications, verified "
+        f"by an admin, valid through {demand.need_by.isoformat()} for every required standard "
+        f"({standards}); and an active site within {demand.radius_km} km of the plant."
     )
 
 

@@ -80,6 +80,7 @@ def supplier_search(user: User, args: dict[str, Any]) -> dict[str, Any]:
         tier=args.get("tier"),
         city_code=args.get("city"),
         specialized=args.get("specialized"),
+        verified_only=args.get("verified_only", False),
     )
     on = business_today()
     result, degraded = _answer(lambda backend: backend.search(query, on, page, per_page))
@@ -252,7 +253,10 @@ def _search_item(hit: SearchHit, on: date, query: SupplierQuery) -> dict[str, An
     return {
         "supplier": _supplier_summary(hit.document),
         "highlights": highlights(hit.document, query),
-        "certifications": documents.valid_standards(hit.document, on),
+        "certifications": documents.valid_standards(
+            hit.document, on, documents.counted_verifications(query.verified_only)
+        ),
+        "verified_certifications": documents.valid_standards(hit.document, on, documents.VERIFIED),
         "distance_km": hit.distance_km,
         "nearest_site": (
             _site_ref(hit.document, hit.nearest_site_id)
