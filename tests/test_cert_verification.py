@@ -28,7 +28,7 @@ from market.models import (
     Role,
 )
 from market.services.unit_of_work import commit
-from search import search_backend
+from search.current import search_backend
 from search.elastic import ElasticsearchBackend
 from tests import factories
 from tests.conftest import RUN_ID, make_test_app
