@@ -55,6 +55,8 @@ class Config:
     # Rows still pending in the outbox after this many seconds are re-enqueued by the sweeper.
     OUTBOX_STALE_SECONDS = int(_env("OUTBOX_STALE_SECONDS", "10") or 10)
     OUTBOX_MAX_ATTEMPTS = int(_env("OUTBOX_MAX_ATTEMPTS", "8") or 8)
+    # Publishing a demand tells this many of its best-ranked eligible suppliers (0: nobody).
+    DEMAND_NOTIFY_TOP_N = int(_env("DEMAND_NOTIFY_TOP_N", "20") or 20)
 
     MAX_CONTENT_LENGTH = 256 * 1024
     JSON_SORT_KEYS = False

@@ -34,6 +34,7 @@ from market.models.marketplace import (
     PurchaseSource,
     PurchaseStatus,
     Quote,
+    QuoteRevision,
     QuoteStatus,
 )
 from market.models.notifications import Notification, NotificationKind
@@ -77,6 +78,7 @@ __all__ = [
     "PurchaseSource",
     "PurchaseStatus",
     "Quote",
+    "QuoteRevision",
     "QuoteStatus",
     "Role",
     "SecurityEvent",
