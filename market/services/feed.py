@@ -45,7 +45,8 @@ _database = DatabaseSearchBackend()
 # sort name → the key of an eligible (demand, match) pair; ties are broken by demand id.
 _SORT_KEYS: Mapping[str, Any] = {
     "id": lambda demand, match: demand.id,
-    "published_at": lambda demand, match: demand.published_at,
+    # Rows made open without the publish use case (seed data) have no published_at.
+    "published_at": lambda demand, match: demand.published_at or demand.created_at,
     "need_by": lambda demand, match: demand.need_by,
     "distance_km": lambda demand, match: match.distance_km,
 }
