@@ -438,3 +438,83 @@ def test_auditors_and_admins_cannot_quote_or_revise(client, market):
     quote_id = quote(client, market, open_demand(market).id).get_json()["id"]
     auditor = factories.make_user(role=Role.AUDITOR)
     assert revise(client, market, quote_id, {"lead_time_days": 1}, auditor).status_code == 403
+
+
+# --- the migration ------------------------------------------------------------------------------
+
+
+def test_the_migration_makes_each_existing_quote_its_own_first_revision(tmp_path):
+    """0017 on a database with quotes: each becomes revision 1 of its history, demands keep
+    their target price visible, and a supplier may then quote again after withdrawing."""
+    from flask_migrate import downgrade, upgrade
+
+    from tests.conftest import make_test_app
+
+    app = make_test_app(f"sqlite:///{tmp_path / 'before-revisions.db'}")
+    with app.app_context():
+        upgrade(revision="0013_events")
+        now = "2026-01-01 00:00:00"
+        run = db.session.execute
+        for org_id, kind in ((1, "oem"), (2, "supplier")):
+            run(
+                text(
+                    "INSERT INTO organizations (id, kind, uscc, legal_name, city_code, status, "
+                    "specialized, listed, version, created_at, updated_at) VALUES "
+                    "(:id, :kind, :uscc, '旧公司', '440100', 'active', 0, 1, 1, :now, :now)"
+                ),
+                {"id": org_id, "kind": kind, "uscc": factories.fictional_uscc(), "now": now},
+            )
+            run(
+                text(
+                    "INSERT INTO sites (id, organization_id, kind, name, city_code, lat, lon, "
+                    "active, created_at) VALUES (:id, :id, 'plant', 'x', '440100', 23.1, 113.3, "
+                    "1, :now)"
+                ),
+                {"id": org_id, "now": now},
+            )
+        run(
+            text(
+                "INSERT INTO demands (id, organization_id, plant_id, category, title, quantity, "
+                "unit, target_unit_price, required_standards, need_by, radius_km, state, "
+                "created_at, updated_at) VALUES (1, 1, 1, 'chassis', 't', 5, 'pcs', 1250, '[]', "
+                "'2099-01-01', 200, 'open', :now, :now)"
+            ),
+            {"now": now},
+        )
+        run(
+            text(
+                "INSERT INTO quotes (id, demand_id, organization_id, site_id, unit_price, "
+                "quantity, lead_time_days, valid_until, note, status, created_by_id, created_at) "
+                "VALUES (7, 1, 2, 2, 1234, 5, 9, '2099-01-01', 'old note', 'withdrawn', NULL, :now)"
+            ),
+            {"now": now},
+        )
+        db.session.commit()
+        upgrade(revision="0017_quote_revisions")
+        history = run(
+            text(
+                "SELECT quote_id, revision, site_id, unit_price, quantity, lead_time_days, "
+                "valid_until, note, created_at FROM quote_revisions"
+            )
+        ).all()
+        assert [tuple(row) for row in history] == [
+            (7, 1, 2, 1234, 5, 9, "2099-01-01", "old note", now)
+        ]
+        assert run(text("SELECT revision, revised_at FROM quotes")).one() == (1, None)
+        assert run(text("SELECT hide_target_price FROM demands")).scalar() in (0, False)
+        # Quoting again after the withdrawal, as the partial unique index allows.
+        run(
+            text(
+                "INSERT INTO quotes (id, demand_id, organization_id, site_id, unit_price, "
+                "quantity, lead_time_days, valid_until, status, created_at, revision) "
+                "VALUES (8, 1, 2, 2, 1000, 5, 9, '2099-01-01', 'submitted', :now, 1)"
+            ),
+            {"now": now},
+        )
+        db.session.commit()
+        run(text("DELETE FROM quotes WHERE id = 8"))
+        db.session.commit()
+        downgrade(revision="0013_events")
+        assert run(text("SELECT count(*) FROM quotes")).scalar() == 1
+        db.session.remove()
+        db.engine.dispose()

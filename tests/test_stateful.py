@@ -797,6 +797,13 @@ class Marketplace(RuleBasedStateMachine):
         quoted = any(
             q.demand == demand.id and q.supplier == supplier.id for q in self.quotes.values()
         )
+        # One active quote per supplier: after a withdrawal it may quote again.
+        active = any(
+            q.demand == demand.id
+            and q.supplier == supplier.id
+            and q.status in ("submitted", "awarded")
+            for q in self.quotes.values()
+        )
         eligible = (
             spec.match(
                 supplier.fact(),
@@ -811,7 +818,7 @@ class Marketplace(RuleBasedStateMachine):
             expect = 409 if quoted else 404
         elif not eligible:
             expect = 403
-        elif quoted:
+        elif active:
             expect = 409
         elif not supplier.sites[site].active or not self.in_radius(supplier.sites[site], demand):
             expect = 422  # the quote ships from this site: active and within the radius
