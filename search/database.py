@@ -67,6 +67,20 @@ class DatabaseSearchBackend(SearchBackend):
         return {"status": "ok", "kind": "database", "latency_ms": latency}
 
     def match(self, demand: spec.DemandFact, today: date, page: int, per_page: int) -> MatchPage:
+        ranked = self.ranking(demand, today)
+        window = ranked[(page - 1) * per_page : page * per_page]
+        documents = load_supplier_documents([org_id for _, _, org_id in window])
+        hits = []
+        for _, _, org_id in window:
+            document = documents[org_id]
+            explained = explain(document, demand, today)
+            if explained is not None:  # a site deactivated since the first query
+                hits.append(MatchHit(document=document, match=explained))
+        return MatchPage(hits=hits, total=len(ranked), page=page, per_page=per_page)
+
+    def ranking(self, demand: spec.DemandFact, today: date) -> list[tuple[float, float, int]]:
+        """Every eligible supplier's sort key ``(-score, distance_km, id)``, best first (what
+        :meth:`match` pages through; the supplier feed finds a supplier's own rank in it)."""
         conditions = [
             *_visible_supplier(),
             _in_category(demand.category),
@@ -84,15 +98,7 @@ class DatabaseSearchBackend(SearchBackend):
             score = spec.score(spec.distance_factor(distance), spec.tier_factor(tier, weights), f_p)
             ranked.append((-score, distance, org_id))
         ranked.sort()
-        window = ranked[(page - 1) * per_page : page * per_page]
-        documents = load_supplier_documents([org_id for _, _, org_id in window])
-        hits = []
-        for _, _, org_id in window:
-            document = documents[org_id]
-            explained = explain(document, demand, today)
-            if explained is not None:  # a site deactivated since the first query
-                hits.append(MatchHit(document=document, match=explained))
-        return MatchPage(hits=hits, total=len(ranked), page=page, per_page=per_page)
+        return ranked
 
     def search(self, query: SupplierQuery, today: date, page: int, per_page: int) -> SearchPage:
         conditions = _search_conditions(query, today)

@@ -46,6 +46,7 @@ from market.models.marketplace import (
     PurchaseSource,
     PurchaseStatus,
     Quote,
+    QuoteRevision,
     QuoteStatus,
 )
 from market.models.notifications import (
@@ -122,6 +123,7 @@ __all__ = [
     "PurchaseSource",
     "PurchaseStatus",
     "Quote",
+    "QuoteRevision",
     "QuoteStatus",
     "Role",
     "SecurityEvent",

@@ -59,7 +59,7 @@ def demand_matches(user: User, demand_id: int, page: int, per_page: int) -> dict
     total = result.total - (len(result.hits) - len(hits))
     offset = (page - 1) * per_page
     return {
-        "items": [_match_item(offset + i + 1, hit) for i, hit in enumerate(hits)],
+        "items": [match_item(offset + i + 1, hit) for i, hit in enumerate(hits)],
         "meta": Page([], page, per_page, total).meta,
         "degraded": degraded,
     }
@@ -201,7 +201,7 @@ def _site_ref(document: dict[str, Any], site_id: int) -> dict[str, Any]:
     return {"id": site["id"], "name": site["name"], "city_code": site["city_code"]}
 
 
-def _match_item(rank: int, hit: MatchHit) -> dict[str, Any]:
+def match_item(rank: int, hit: MatchHit) -> dict[str, Any]:
     match, document = hit.match, hit.document
     certifications = {c["id"]: c for c in document["certifications"]}
     return {

@@ -10,7 +10,7 @@ The search index holds a copy of each certificate: run ``flask search reindex`` 
 migration (the mapping gains ``certifications.verification``).
 
 Revision ID: 0018_cert_verification
-Revises: 0016_webhooks
+Revises: 0017_quote_revisions
 """
 
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from alembic import op
 import market.database
 
 revision = "0018_cert_verification"
-down_revision = "0016_webhooks"
+down_revision = "0017_quote_revisions"
 branch_labels = None
 depends_on = None
 
