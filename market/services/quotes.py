@@ -21,7 +21,7 @@ row) is created. However many awards race, one wins; ``purchases.quote_id`` is u
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
@@ -35,8 +35,6 @@ from market.extensions import db
 from market.geo import haversine_km
 from market.http import check_id
 from market.models import (
-    CertStatus,
-    CertVerification,
     Demand,
     DemandState,
     Organization,
@@ -64,7 +62,7 @@ from market.services.purchases import (
     with_subsidy_preview,
 )
 from market.services.unit_of_work import commit, rollback
-from search import spec
+from search import documents, spec
 
 _ACTIVE = (QuoteStatus.SUBMITTED, QuoteStatus.AWARDED)
 _REVISABLE = ("unit_price", "quantity", "lead_time_days", "valid_until", "note")
@@ -74,46 +72,6 @@ _SORT_COLUMNS: Mapping[str, Any] = {
     "lead_time_days": Quote.lead_time_days,
     "created_at": Quote.created_at,
 }
-
-
-def supplier_fact(org: Organization) -> spec.SupplierFact:
-    """What the ranking spec needs to know of a supplier, from its rows."""
-    return spec.SupplierFact(
-        id=org.id,
-        active=org.status is OrgStatus.ACTIVE,
-        listed=org.listed,
-        tier=org.tier,
-        categories=tuple(c.category for c in org.capabilities),
-        sites=tuple(spec.SiteFact(s.id, s.lat, s.lon, s.active, s.name) for s in org.sites),
-        certifications=tuple(
-            spec.CertFact(
-                c.id,
-                c.standard,
-                c.status is CertStatus.ACTIVE,
-                c.valid_from,
-                c.valid_until,
-                verified=c.verification is CertVerification.VERIFIED,
-            )
-            for c in org.certifications
-        ),
-    )
-
-
-def demand_fact(demand: Demand) -> spec.DemandFact:
-    """What the ranking spec needs to know of a demand, from its row and its plant."""
-    return spec.DemandFact(
-        lat=demand.plant.lat,
-        lon=demand.plant.lon,
-        category=demand.category,
-        required_standards=tuple(demand.required_standards or ()),
-        need_by=demand.need_by,
-        radius_km=demand.radius_km,
-        tier_weights=(
-            spec.normalise_tier_weights(cast(Mapping[str | int, float], demand.tier_weights))
-            if demand.tier_weights
-            else None
-        ),
-    )
 
 
 def _not_eligible(demand: Demand) -> Forbidden:
@@ -151,7 +109,8 @@ def quote_create(user: User, demand_id: int, data: dict[str, Any]) -> Quote:
     state = effective_state(demand)
     if state is not DemandState.OPEN:
         raise Conflict(f"This demand is {state.value}; quotes are taken only while it is open.")
-    if spec.match(supplier_fact(org), demand_fact(demand), today()) is None:
+    supplier = documents.supplier_fact(documents.supplier_document(org))  # as search sees it
+    if spec.match(supplier, documents.demand_fact(demand), today()) is None:
         raise _not_eligible(demand)
     already = db.session.scalar(
         select(Quote.id).where(
@@ -238,39 +197,8 @@ def quote_award(user: User, quote_id: int, data: dict[str, Any]) -> PurchaseView
     """The demand's buyer awards a quote: one transaction makes the purchase, answered with
     its subsidy preview."""
     org = require_active_org(user, OrgKind.OEM, "award quotes")
-    check_id(quote_id, "Quote")
-    demand_id = db.session.scalar(select(Quote.demand_id).where(Quote.id == quote_id))
-    if demand_id is None:
-        raise NotFound("Quote not found.")
-    try:
-        demand = get_visible_demand(user, demand_id, lock=True)
-    except NotFound:
-        raise NotFound("Quote not found.") from None
-    if demand.organization_id != org.id:
-        raise NotFound("Quote not found.")
-    # Under the demand's lock: what the previous award committed is what we see now.
-    quote = db.session.scalar(
-        select(Quote)
-        .where(Quote.id == quote_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    assert quote is not None  # quotes are never deleted
-
-    state = effective_state(demand)
-    if state is not DemandState.OPEN:
-        raise Conflict(f"This demand is {state.value}; only an open demand can be awarded.")
-    if quote.status is not QuoteStatus.SUBMITTED:
-        raise Conflict(
-            f"This quote is {quote.status.value}; only a submitted quote can be awarded."
-        )
-    if quote.valid_until < today():
-        raise Conflict(
-            f"This quote expired on {quote.valid_until.isoformat()}; "
-            "ask the supplier for a new one."
-        )
-    if quote.organization.status is not OrgStatus.ACTIVE:
-        raise Conflict("The supplier of this quote is no longer active.")
+    demand, quote = _locked_for_award(user, org, quote_id)
+    _check_awardable(demand, quote)
     amount = (quote.unit_price * quote.quantity).quantize(CENT)
     if amount > MAX_AMOUNT:
         raise Conflict(f"The quote's total {amount} exceeds the largest purchase, {MAX_AMOUNT}.")
@@ -310,6 +238,48 @@ def quote_award(user: User, quote_id: int, data: dict[str, Any]) -> PurchaseView
         rollback()
         raise Conflict("This demand or invoice was awarded by a concurrent request.") from None
     return view
+
+
+def _locked_for_award(user: User, org: Organization, quote_id: int) -> tuple[Demand, Quote]:
+    """The quote and its demand (the buyer's own), the demand locked: awards of one demand
+    happen one at a time. Anything else is a 404 (another OEM's quote does not exist for you)."""
+    check_id(quote_id, "Quote")
+    demand_id = db.session.scalar(select(Quote.demand_id).where(Quote.id == quote_id))
+    if demand_id is None:
+        raise NotFound("Quote not found.")
+    try:
+        demand = get_visible_demand(user, demand_id, lock=True)
+    except NotFound:
+        raise NotFound("Quote not found.") from None
+    if demand.organization_id != org.id:
+        raise NotFound("Quote not found.")
+    # Under the demand's lock: what the previous award committed is what we see now.
+    quote = db.session.scalar(
+        select(Quote)
+        .where(Quote.id == quote_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert quote is not None  # quotes are never deleted
+    return demand, quote
+
+
+def _check_awardable(demand: Demand, quote: Quote) -> None:
+    """409 unless the demand is open and the quote submitted, unexpired, of an active supplier."""
+    state = effective_state(demand)
+    if state is not DemandState.OPEN:
+        raise Conflict(f"This demand is {state.value}; only an open demand can be awarded.")
+    if quote.status is not QuoteStatus.SUBMITTED:
+        raise Conflict(
+            f"This quote is {quote.status.value}; only a submitted quote can be awarded."
+        )
+    if quote.valid_until < today():
+        raise Conflict(
+            f"This quote expired on {quote.valid_until.isoformat()}; "
+            "ask the supplier for a new one."
+        )
+    if quote.organization.status is not OrgStatus.ACTIVE:
+        raise Conflict("The supplier of this quote is no longer active.")
 
 
 def quote_revise(user: User, quote_id: int, data: dict[str, Any]) -> Quote:
