@@ -61,7 +61,7 @@ candidates AS (
     AND (%(standard)s::text IS NULL OR EXISTS (
       SELECT 1 FROM certifications c
       WHERE c.organization_id = p.organization_id AND c.standard = %(standard)s
-        AND c.status = 'active' AND c.valid_from <= %(today)s
+        AND c.status = 'active' AND c.verification = 'verified' AND c.valid_from <= %(today)s
         AND (c.valid_until IS NULL OR c.valid_until >= %(need_by)s)))
 )"""
 # Only constants of the spec are formatted into these queries; values are bound parameters.

@@ -75,6 +75,9 @@ class Config:
     WEBHOOK_ALLOW_PRIVATE_ADDRESSES = _env("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "0") == "1"
     WEBHOOK_REQUIRE_HTTPS = _env("WEBHOOK_REQUIRE_HTTPS", "1") == "1"
 
+    # Publishing a demand tells this many of its best-ranked eligible suppliers (0: nobody).
+    DEMAND_NOTIFY_TOP_N = int(_env("DEMAND_NOTIFY_TOP_N", "20") or 20)
+
     MAX_CONTENT_LENGTH = 256 * 1024
     JSON_SORT_KEYS = False
     SESSION_COOKIE_HTTPONLY = True

@@ -25,6 +25,8 @@ APPEND_ONLY_TABLES = (
     "claim_evidence_requests",
     "claim_evidence",
 )
+# Histories the application adds to but never rewrites (no trigger: the grants are the guard).
+INSERT_ONLY_TABLES = ("quote_revisions",)
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -54,7 +56,7 @@ def grant_application_role(connection: Connection, role: str) -> None:
             f"REVOKE ALL ON alembic_version FROM {role}",
             f"GRANT SELECT ON alembic_version TO {role}",
         ]
-    for name in APPEND_ONLY_TABLES:
+    for name in (*APPEND_ONLY_TABLES, *INSERT_ONLY_TABLES):
         if name in existing:
             statements += [
                 f"REVOKE ALL ON {name} FROM {role}",

@@ -62,6 +62,9 @@ class SupplierQuery:
     tier: int | None = None
     city_code: str | None = None
     specialized: bool | None = None  # 专精特新
+    # True: ``standards`` and the certification facet count verified certificates only;
+    # False: declared ones (pending or verified; rejected ones never count).
+    verified_only: bool = False
 
     @property
     def near(self) -> bool:

@@ -2,9 +2,10 @@
 
 Matching runs in two steps. SQL selects the candidates' active sites inside a bounding box
 around the plant, already restricted to eligible suppliers (active and listed, a capability in
-the category's subtree, a valid certification of every required standard); Python then computes
-the exact haversine distance to each supplier's nearest site, drops those beyond the radius,
-scores with :mod:`search.spec` and sorts. Only the requested page is loaded as documents.
+the category's subtree, a valid, verified certification of every required standard); Python
+then computes the exact haversine distance to each supplier's nearest site, drops those beyond
+the radius, scores with :mod:`search.spec` and sorts. Only the requested page is loaded as
+documents.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ from search.backends import (
     WordMatch,
     sorted_buckets,
 )
-from search.documents import explain, load_supplier_documents, nearest_site, performance
+from search.documents import (
+    VERIFIED,
+    counted_verifications,
+    explain,
+    load_supplier_documents,
+    nearest_site,
+    performance,
+)
 from search.text import TextQuery
 
 # Bounding boxes are widened by this much so that rounding never cuts off a site at the edge;
@@ -59,6 +67,20 @@ class DatabaseSearchBackend(SearchBackend):
         return {"status": "ok", "kind": "database", "latency_ms": latency}
 
     def match(self, demand: spec.DemandFact, today: date, page: int, per_page: int) -> MatchPage:
+        ranked = self.ranking(demand, today)
+        window = ranked[(page - 1) * per_page : page * per_page]
+        documents = load_supplier_documents([org_id for _, _, org_id in window])
+        hits = []
+        for _, _, org_id in window:
+            document = documents[org_id]
+            explained = explain(document, demand, today)
+            if explained is not None:  # a site deactivated since the first query
+                hits.append(MatchHit(document=document, match=explained))
+        return MatchPage(hits=hits, total=len(ranked), page=page, per_page=per_page)
+
+    def ranking(self, demand: spec.DemandFact, today: date) -> list[tuple[float, float, int]]:
+        """Every eligible supplier's sort key ``(-score, distance_km, id)``, best first (what
+        :meth:`match` pages through; the supplier feed finds a supplier's own rank in it)."""
         conditions = [
             *_visible_supplier(),
             _in_category(demand.category),
@@ -76,15 +98,7 @@ class DatabaseSearchBackend(SearchBackend):
             score = spec.score(spec.distance_factor(distance), spec.tier_factor(tier, weights), f_p)
             ranked.append((-score, distance, org_id))
         ranked.sort()
-        window = ranked[(page - 1) * per_page : page * per_page]
-        documents = load_supplier_documents([org_id for _, _, org_id in window])
-        hits = []
-        for _, _, org_id in window:
-            document = documents[org_id]
-            explained = explain(document, demand, today)
-            if explained is not None:  # a site deactivated since the first query
-                hits.append(MatchHit(document=document, match=explained))
-        return MatchPage(hits=hits, total=len(ranked), page=page, per_page=per_page)
+        return ranked
 
     def search(self, query: SupplierQuery, today: date, page: int, per_page: int) -> SearchPage:
         conditions = _search_conditions(query, today)
@@ -131,7 +145,11 @@ class DatabaseSearchBackend(SearchBackend):
                 if found is not None:
                     site_id, distance_km = found[0]["id"], found[1]
             hits.append(SearchHit(document, distance_km, site_id))
-        facets = _facets(facet_scope, today) if total else _facets_empty()
+        facets = (
+            _facets(facet_scope, today, counted_verifications(query.verified_only))
+            if total
+            else _facets_empty()
+        )
         return SearchPage(hits=hits, total=total, page=page, per_page=per_page, facets=facets)
 
     def upsert_suppliers(self, organization_ids: Collection[int]) -> dict[int, str | None]:
@@ -162,7 +180,14 @@ def _in_category(category: str) -> ColumnElement[bool]:
     )
 
 
-def _holds_certification(standard: str, valid_on: date, valid_through: date) -> ColumnElement[bool]:
+def _holds_certification(
+    standard: str,
+    valid_on: date,
+    valid_through: date,
+    verifications: Collection[str] = VERIFIED,
+) -> ColumnElement[bool]:
+    """An active certification of the standard valid over the period, in one of these review
+    states (verified only, as matching wants, unless told otherwise)."""
     # An alias: the facet query selects from certifications itself, and the EXISTS must not
     # correlate to that.
     cert = aliased(Certification)
@@ -170,6 +195,7 @@ def _holds_certification(standard: str, valid_on: date, valid_through: date) -> 
         cert.organization_id == Organization.id,
         cert.standard == standard,
         cert.status == CertStatus.ACTIVE,
+        cert.verification.in_(sorted(verifications)),
         cert.valid_from <= valid_on,
         or_(cert.valid_until.is_(None), cert.valid_until >= valid_through),
     )
@@ -224,8 +250,10 @@ def _search_conditions(query: SupplierQuery, today: date) -> list[ColumnElement[
         conditions.append(Organization.specialized.is_(query.specialized))
     if query.category:
         conditions.append(_in_category(query.category))
+    counted = counted_verifications(query.verified_only)
     conditions.extend(
-        _holds_certification(standard, today, today) for standard in dict.fromkeys(query.standards)
+        _holds_certification(standard, today, today, counted)
+        for standard in dict.fromkeys(query.standards)
     )
     if query.tier is not None:
         conditions.append(Organization.tier == query.tier)
@@ -285,8 +313,11 @@ def _performance(org_ids: Collection[int]) -> dict[int, float | None]:
     return scores
 
 
-def _facets(scope: list[ColumnElement[bool]], today: date) -> dict[str, list[tuple[Any, int]]]:
-    """City, tier and valid-certification counts over the whole result (GROUP BY)."""
+def _facets(
+    scope: list[ColumnElement[bool]], today: date, verifications: Collection[str]
+) -> dict[str, list[tuple[Any, int]]]:
+    """City, tier and valid-certification counts (certificates in these review states) over
+    the whole result (GROUP BY)."""
     cities = db.session.execute(
         select(Organization.city_code, func.count(Organization.id))
         .where(*scope)
@@ -303,6 +334,7 @@ def _facets(scope: list[ColumnElement[bool]], today: date) -> dict[str, list[tup
         .where(
             *scope,
             Certification.status == CertStatus.ACTIVE,
+            Certification.verification.in_(sorted(verifications)),
             Certification.valid_from <= today,
             or_(Certification.valid_until.is_(None), Certification.valid_until >= today),
         )

@@ -23,6 +23,7 @@ from market.models import (
     Capability,
     Certification,
     CertStatus,
+    CertVerification,
     Demand,
     Organization,
     OrgKind,
@@ -34,6 +35,17 @@ from search import spec
 # Certifications without expiry are indexed with this date, so one range filter
 # (valid_until ≥ need_by) is right for them too; ES dates go up to year 292278994.
 NO_EXPIRY = date(9999, 12, 31)
+
+# Which certificates count, by their admin review: for matching only verified ones (the ranking
+# spec); for the search box the declared ones (pending or verified; a rejected one is not a
+# claim any more) unless the user asks for verified ones only (``verified_only``).
+VERIFIED: tuple[str, ...] = (CertVerification.VERIFIED.value,)
+DECLARED: tuple[str, ...] = (CertVerification.PENDING.value, CertVerification.VERIFIED.value)
+
+
+def counted_verifications(verified_only: bool) -> tuple[str, ...]:
+    """The review states of the certificates a supplier search counts."""
+    return VERIFIED if verified_only else DECLARED
 
 
 class SupplierSource(Protocol):
@@ -125,6 +137,7 @@ def supplier_document(org: SupplierSource) -> dict[str, Any]:
                 "id": cert.id,
                 "standard": cert.standard,
                 "status": cert.status.value,
+                "verification": cert.verification.value,
                 "valid_from": cert.valid_from.isoformat(),
                 "valid_until": (cert.valid_until or NO_EXPIRY).isoformat(),
             }
@@ -219,6 +232,7 @@ def _load_documents(
         Certification.id,
         Certification.standard,
         Certification.status,
+        Certification.verification,
         Certification.valid_from,
         Certification.valid_until,
     )
@@ -258,6 +272,7 @@ def supplier_fact(document: dict[str, Any]) -> spec.SupplierFact:
                 active=c["status"] == CertStatus.ACTIVE.value,
                 valid_from=date.fromisoformat(c["valid_from"]),
                 valid_until=_expiry(c["valid_until"]),
+                verified=c["verification"] == CertVerification.VERIFIED.value,
             )
             for c in document["certifications"]
         ),
@@ -307,13 +322,17 @@ def site_info(document: dict[str, Any], site_id: int) -> dict[str, Any]:
     return next(site for site in document["site_info"] if site["id"] == site_id)
 
 
-def valid_standards(document: dict[str, Any], today: date) -> list[str]:
-    """The standards the supplier holds a currently valid certification of."""
+def valid_standards(
+    document: dict[str, Any], today: date, verifications: Collection[str] = DECLARED
+) -> list[str]:
+    """The standards the supplier holds a currently valid certification of (among those in
+    these review states: declared ones by default)."""
     return sorted(
         {
             c["standard"]
             for c in document["certifications"]
             if c["status"] == CertStatus.ACTIVE.value
+            and c["verification"] in verifications
             and c["valid_from"] <= today.isoformat() <= c["valid_until"]
         }
     )

@@ -107,7 +107,7 @@ class ElasticsearchBackend(SearchBackend):
         response = self._search(
             query=queries.search_query(query, today),
             sort=queries.search_sort(query),
-            aggs=queries.facet_aggregations(today),
+            aggs=queries.facet_aggregations(today, query.verified_only),
             from_=(page - 1) * per_page,
             size=per_page,
             track_total_hits=True,
@@ -261,10 +261,11 @@ class ElasticsearchBackend(SearchBackend):
 
     def _add_new_fields(self) -> None:
         """Add fields that indices built before them lack (the mapping is strict, so a document
-        with an unknown field would be refused): adding a field is an in-place mapping update,
-        idempotent, and needs no reindex (older documents read as missing)."""
-        new = {"performance": MAPPING["properties"]["performance"]}
-        self.client.indices.put_mapping(index=self.alias, properties=new)
+        with an unknown field would be refused, e.g. ``performance`` or a certificate's
+        ``verification``): putting the whole current mapping adds what is new in place (also
+        inside nested objects), leaves identical fields alone, and needs no reindex (older
+        documents read as missing until their supplier is synced again)."""
+        self.client.indices.put_mapping(index=self.alias, properties=MAPPING["properties"])
 
     def alias_targets(self) -> list[str]:
         try:

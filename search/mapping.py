@@ -67,6 +67,8 @@ MAPPING: dict[str, Any] = {
                 "id": {"type": "long"},
                 "standard": {"type": "keyword"},
                 "status": {"type": "keyword"},
+                # The admin review: pending | verified | rejected (only verified ones match).
+                "verification": {"type": "keyword"},
                 "valid_from": {"type": "date", "format": "strict_date"},
                 # No expiry is stored as the far future, so one range filter stays correct.
                 "valid_until": {"type": "date", "format": "strict_date"},

@@ -7,11 +7,13 @@ tokens reach Elasticsearch, as exact ``terms``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date
 from typing import Any
 
 from search import spec
 from search.backends import SupplierQuery, WordMatch
+from search.documents import VERIFIED, counted_verifications
 
 SITES = "sites"
 NAME_TOKENS = "name_tokens"
@@ -25,11 +27,16 @@ def visible() -> dict[str, Any]:
 
 
 def holds_certification(
-    standard: str | None, valid_on: date, valid_through: date
+    standard: str | None,
+    valid_on: date,
+    valid_through: date,
+    verifications: Collection[str] = VERIFIED,
 ) -> dict[str, Any]:
-    """A nested filter: an active certification (of ``standard``) valid over the whole period."""
+    """A nested filter: an active certification (of ``standard``) valid over the whole period,
+    in one of these review states (verified only, as matching wants, unless told otherwise)."""
     conditions: list[dict[str, Any]] = [
         {"term": {"certifications.status": "active"}},
+        {"terms": {"certifications.verification": sorted(verifications)}},
         {"range": {"certifications.valid_from": {"lte": valid_on.isoformat()}}},
         {"range": {"certifications.valid_until": {"gte": valid_through.isoformat()}}},
     ]
@@ -164,7 +171,10 @@ def search_query(query: SupplierQuery, today: date) -> dict[str, Any]:
     filters: list[dict[str, Any]] = [visible()]
     if query.category:
         filters.append({"term": {"categories": query.category}})
-    filters.extend(holds_certification(s, today, today) for s in dict.fromkeys(query.standards))
+    counted = counted_verifications(query.verified_only)
+    filters.extend(
+        holds_certification(s, today, today, counted) for s in dict.fromkeys(query.standards)
+    )
     if query.tier is not None:
         filters.append({"term": {"tier": query.tier}})
     if query.city_code:
@@ -191,9 +201,11 @@ def search_sort(query: SupplierQuery) -> list[Any]:
     return [{"id": {"order": "asc"}}]
 
 
-def facet_aggregations(today: date) -> dict[str, Any]:
-    """City, tier and currently valid certification standards, counted in suppliers."""
-    valid_today = holds_certification(None, today, today)["nested"]["query"]
+def facet_aggregations(today: date, verified_only: bool = False) -> dict[str, Any]:
+    """City, tier and currently valid certification standards (declared ones, or verified ones
+    only), counted in suppliers."""
+    counted = counted_verifications(verified_only)
+    valid_today = holds_certification(None, today, today, counted)["nested"]["query"]
     return {
         "city": {"terms": {"field": "city_code", "size": 100}},
         "specialized": {"terms": {"field": "specialized", "size": 2}},

@@ -2,8 +2,11 @@
 
 DESIGN.md, "Ranking spec": a supplier is eligible for a demand at plant P (category c, required
 standards R, need_by T, radius r) when it is active and visible, has a capability in c's subtree,
-holds an active certification of every standard in R valid from today through T, and has an
-active site within r km of P. Score = f_d × f_t with Elasticsearch's ``gauss`` decay on the
+holds an active, **verified** certification of every standard in R valid from today through T,
+and has an active site within r km of P. A certification counts once an admin has verified it:
+one pending review (new, or changed since its review) or rejected never makes a supplier
+eligible, nor appears among a match's certifications (DESIGN.md, "Notifications and
+integrations (v2)"). Score = f_d × f_t with Elasticsearch's ``gauss`` decay on the
 distance to the nearest active site and the tier weight. Order: score desc, distance asc, id asc.
 
 A demand may opt in to rank by delivery performance (``rank_by_performance``): the score is then
@@ -93,6 +96,7 @@ class CertFact:
     active: bool  # status == active
     valid_from: date
     valid_until: date | None  # None: no expiry
+    verified: bool  # verification == verified (an admin reviewed it); only these count
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,7 @@ class Match:
 def certification_valid(cert: CertFact, today: date, need_by: date) -> bool:
     return (
         cert.active
+        and cert.verified
         and cert.valid_from <= today
         and (cert.valid_until is None or cert.valid_until >= need_by)
     )

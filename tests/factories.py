@@ -19,6 +19,7 @@ from market.models import (
     Capability,
     Certification,
     CertStatus,
+    CertVerification,
     Confirmation,
     Demand,
     DemandState,
@@ -216,8 +217,11 @@ def make_certification(
     valid_from: date | None = None,
     valid_until: date | None = None,
     status: CertStatus = CertStatus.ACTIVE,
+    verification: CertVerification = CertVerification.VERIFIED,
     **fields: Any,
 ) -> Certification:
+    """A certificate, verified by default (as an admin's review leaves it: it counts for
+    matching); pass ``verification=CertVerification.PENDING`` for a fresh declaration."""
     today = business_today()
     cert = Certification(
         organization=organization,
@@ -227,6 +231,7 @@ def make_certification(
         valid_from=valid_from or today - timedelta(days=365),
         valid_until=valid_until if valid_until is not None else today + timedelta(days=730),
         status=status,
+        verification=verification,
         **fields,
     )
     return _add(cert)  # type: ignore[no-any-return]

@@ -478,8 +478,18 @@ def test_award_makes_the_purchase_in_one_go(client, market):
     ]
     after = counts()
     assert after["purchases"] == before["purchases"] + 1
-    # The ledger row, and the ledger's purchase.recorded events to the OEM and the supplier.
+    # The ledger's row, and the events: awarded to the winner, not awarded to the loser (the
+    # withdrawn quote's supplier is not told).
     assert after["outbox"] == before["outbox"] + 3
+    told = db.session.scalars(
+        select(OutboxEvent)
+        .where(OutboxEvent.topic == OutboxTopic.EVENT_DISPATCH)
+        .order_by(OutboxEvent.id)
+    ).all()
+    assert [(e.payload["kind"], e.aggregate_id, e.payload["subject_id"]) for e in told] == [
+        ("quote.awarded", market.supplier.id, winner.id),
+        ("quote.not_awarded", org2.id, loser.id),
+    ]
 
     shown = client.get(f"/api/v1/demands/{demand.id}", headers=market.headers(market.buyer))
     assert shown.get_json()["state"] == "awarded"

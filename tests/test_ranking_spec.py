@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -73,7 +74,7 @@ def test_inactive_hidden_or_far_suppliers_are_not_eligible():
 
 def test_certifications_must_cover_need_by():
     cert = spec.CertFact(
-        5, "iatf-16949", True, TODAY - timedelta(days=10), TODAY + timedelta(days=30)
+        5, "iatf-16949", True, TODAY - timedelta(days=10), TODAY + timedelta(days=30), True
     )
     s = supplier(certifications=(cert,))
     assert spec.match(s, demand(required_standards=("iatf-16949",)), TODAY) is None  # expires first
@@ -81,20 +82,31 @@ def test_certifications_must_cover_need_by():
         s, demand(required_standards=("iatf-16949",), need_by=TODAY + timedelta(days=30)), TODAY
     )
     assert ok is not None and ok.matched_certifications == (5,)
-    revoked = spec.CertFact(6, "iatf-16949", False, TODAY, None)
+    revoked = spec.CertFact(6, "iatf-16949", False, TODAY, None, True)
     assert (
         spec.match(
             supplier(certifications=(revoked,)), demand(required_standards=("iatf-16949",)), TODAY
         )
         is None
     )
-    future = spec.CertFact(7, "iatf-16949", True, TODAY + timedelta(days=1), None)
+    future = spec.CertFact(7, "iatf-16949", True, TODAY + timedelta(days=1), None, True)
     assert (
         spec.match(
             supplier(certifications=(future,)), demand(required_standards=("iatf-16949",)), TODAY
         )
         is None
     )
+
+
+def test_only_verified_certifications_count():
+    """A certificate pending an admin's review, or rejected, never makes a supplier eligible."""
+    wanted = demand(required_standards=("iatf-16949",))
+    unverified = spec.CertFact(8, "iatf-16949", True, TODAY - timedelta(days=1), None, False)
+    assert spec.match(supplier(certifications=(unverified,)), wanted, TODAY) is None
+    verified = replace(unverified, id=9, verified=True)
+    found = spec.match(supplier(certifications=(unverified, verified)), wanted, TODAY)
+    # Eligible through the verified one; the explanation lists only that one.
+    assert found is not None and found.matched_certifications == (9,)
 
 
 def test_nearest_site_decides_and_ranking_order():

@@ -1,7 +1,9 @@
 """Differential tests: Elasticsearch, the database backend and the plain spec rank alike.
 
 Random worlds (fixed seeds) of a few hundred suppliers with 1–4 sites, mixed tiers,
-certifications valid, expired, not yet valid or revoked around the demand's need_by, categories
+certifications valid, expired, not yet valid or revoked around the demand's need_by, verified,
+pending review or rejected (only verified ones match; searches count declared ones, or verified
+ones only with ``verified_only``), categories
 at several depths, suspended, pending and hidden suppliers. For random demands (plant, radius,
 required standards, tier-weight overrides) the three must return the same suppliers in the same
 order with the same explanation. The reference facts are built straight from the rows, not via
@@ -15,6 +17,7 @@ ties precision could flip instead of loosening the comparison.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
@@ -34,6 +37,7 @@ from market.models import (
     Capability,
     Certification,
     CertStatus,
+    CertVerification,
     Organization,
     OrgKind,
     OrgStatus,
@@ -102,14 +106,25 @@ def _certification(rng: random.Random, org_id: int, need_by_hint: date) -> dict[
     valid_until = (
         None if rng.random() < 0.15 else need_by_hint + timedelta(days=rng.randint(-60, 60))
     )
+    number = rng.randint(1, 10**9)
     return {
         "organization_id": org_id,
         "standard": rng.choice(STANDARDS),
-        "number": f"C-{rng.randint(1, 10**9)}",
+        "number": f"C-{number}",
         "valid_from": TODAY + timedelta(days=rng.choice([-700, -300, -30, -1, 0, 1, 20])),
         "valid_until": valid_until,
         "status": CertStatus.REVOKED if rng.random() < 0.12 else CertStatus.ACTIVE,
+        # Not drawn from rng (the worlds stay as they were): 70% verified, 15% pending review,
+        # 15% rejected.
+        "verification": REVIEWS[number % len(REVIEWS)],
     }
+
+
+REVIEWS = (
+    *[CertVerification.VERIFIED] * 14,
+    *[CertVerification.PENDING] * 3,
+    *[CertVerification.REJECTED] * 3,
+)
 
 
 def _subtree(root: str) -> list[str]:
@@ -210,7 +225,12 @@ def facts_from_rows() -> list[spec.SupplierFact]:
             sites=tuple(spec.SiteFact(s.id, s.lat, s.lon, s.active, s.name) for s in org.sites),
             certifications=tuple(
                 spec.CertFact(
-                    c.id, c.standard, c.status is CertStatus.ACTIVE, c.valid_from, c.valid_until
+                    c.id,
+                    c.standard,
+                    c.status is CertStatus.ACTIVE,
+                    c.valid_from,
+                    c.valid_until,
+                    verified=c.verification is CertVerification.VERIFIED,
                 )
                 for c in org.certifications
             ),
@@ -320,9 +340,7 @@ def reference_search(
             spec.category_matches(c, query.category) for c in fact.categories
         ):
             continue
-        valid = {
-            c.standard for c in fact.certifications if spec.certification_valid(c, TODAY, TODAY)
-        }
+        valid = _standards_valid_today(org, query.verified_only)
         if any(s not in valid for s in query.standards):
             continue
         if query.tier is not None and fact.tier != query.tier:
@@ -333,8 +351,8 @@ def reference_search(
             continue
         # Tokens analysed afresh from the row's text (not the stored columns, which are under
         # test): a word matches a name, the description, or the name of a capability's category.
-        names = set(text.token_list(text.index_tokens(org.legal_name, org.english_name)))
-        description = set(text.token_list(text.index_tokens(org.description)))
+        names = _tokens(org.legal_name, org.english_name)
+        description = _tokens(org.description)
         if not all(
             names & set(word.tokens)
             or description & set(word.tokens)
@@ -368,9 +386,7 @@ def reference_search(
         specialized[rows[i].specialized] = specialized.get(rows[i].specialized, 0) + 1
         if by_id[i].tier is not None:
             tiers[by_id[i].tier] = tiers.get(by_id[i].tier, 0) + 1
-        for s in {
-            c.standard for c in by_id[i].certifications if spec.certification_valid(c, TODAY, TODAY)
-        }:
+        for s in _standards_valid_today(rows[i], query.verified_only):
             standards[s] = standards.get(s, 0) + 1
     from search.backends import sorted_buckets
 
@@ -383,6 +399,30 @@ def reference_search(
             "specialized": sorted_buckets(specialized),
         },
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _tokens(*texts: str | None) -> frozenset[str]:
+    """The tokens of texts, analysed afresh (memoised: every search reads every supplier)."""
+    return frozenset(text.token_list(text.index_tokens(*texts)))
+
+
+def _standards_valid_today(org: Organization, verified_only: bool) -> set[str]:
+    """The standards a search counts for a supplier, straight from its rows: an active
+    certificate valid today, verified (``verified_only``) or at least not rejected."""
+    counted = (
+        {CertVerification.VERIFIED}
+        if verified_only
+        else {CertVerification.VERIFIED, CertVerification.PENDING}
+    )
+    return {
+        c.standard
+        for c in org.certifications
+        if c.status is CertStatus.ACTIVE
+        and c.verification in counted
+        and c.valid_from <= TODAY
+        and (c.valid_until is None or c.valid_until >= TODAY)
+    }
 
 
 def random_search(rng: random.Random, world: World) -> SupplierQuery:
@@ -414,6 +454,14 @@ def assert_same_search(
     return result
 
 
+def _all_verified(facts: list[spec.SupplierFact]) -> list[spec.SupplierFact]:
+    """The facts as if every certificate were verified (what matching was before reviews)."""
+    return [
+        replace(f, certifications=tuple(replace(c, verified=True) for c in f.certifications))
+        for f in facts
+    ]
+
+
 # --- the tests --------------------------------------------------------------------------------
 
 
@@ -432,6 +480,10 @@ class Coverage:
     performance_demands: int = 0  # the same demands, opted in to the performance factor
     performance_hits: int = 0
     reordered: int = 0  # opted-in rankings that differ from the default one
+    # Searches whose answer (hits or facets) verified_only changes.
+    review_sensitive: int = 0
+    # Suppliers left out of a ranking only because a certificate is pending or rejected.
+    unverified_excluded: int = 0
 
 
 def _compare_with_performance(
@@ -483,15 +535,25 @@ def _run_worlds(
                 _compare_with_performance(backends, facts, demand, coverage)
                 coverage.demands += 1
                 coverage.hits += len(expected)
+                coverage.unverified_excluded += len(
+                    spec.rank(_all_verified(facts), demand, TODAY)
+                ) - len(expected)
                 coverage.zero_scores += sum(1 for m in expected if m.score == 0)
                 coverage.equal_scores += sum(
                     1 for a, b in itertools.pairwise(expected) if a.score == b.score > 0
                 )
-            for _ in range(5):
+            for n in range(5):
                 query = random_search(search_rng, world)
+                # Every other search counts verified certificates only (not drawn from the rng:
+                # the searches stay as they were).
+                query = replace(query, verified_only=n % 2 == 1)
                 expected_search = reference_search(facts, rows, query)
                 for backend in backends:
                     assert_same_search(backend, query, expected_search)
+                flipped = replace(query, verified_only=not query.verified_only)
+                coverage.review_sensitive += reference_search(facts, rows, flipped) != (
+                    expected_search
+                )
                 coverage.searches += 1
                 coverage.search_hits += len(expected_search.ids)
                 if query.text_query and expected_search.ids:
@@ -513,7 +575,10 @@ def test_database_backend_agrees_with_the_spec(db_session):
         seed=20261125,
         refresh=lambda: None,
     )
-    assert coverage.demands == 24 and coverage.hits > 300, coverage
+    # Measured with 30% of the certificates pending or rejected: 276 ranked hits, 22 suppliers
+    # left out only by an unverified certificate, 8 of 20 searches changed by verified_only.
+    assert coverage.demands == 24 and coverage.hits > 250, coverage
+    assert coverage.unverified_excluded >= 15 and coverage.review_sensitive >= 5, coverage
     # Measured with sites placed inside their cities' real boundaries: 7 text searches with hits.
     assert coverage.text_searches >= 6 and coverage.text_hits > 60, coverage
     assert coverage.performance_demands >= 18 and coverage.reordered >= 10, coverage
@@ -535,6 +600,9 @@ def test_elasticsearch_and_database_agree_with_the_spec(db_session, elasticsearc
         refresh=lambda: reindex(elastic),
     )
     assert coverage.demands == 105, coverage
+    # Seed 5 with reviews: 122 suppliers left out only by an unverified certificate; 49 of the
+    # 75 searches answer differently with verified_only.
+    assert coverage.unverified_excluded >= 80 and coverage.review_sensitive >= 30, coverage
     # Seed 5: 75 searches, 27 of them with words that found something (about 470 hits).
     assert coverage.text_searches >= 20 and coverage.text_hits > 300, coverage
     # Seed 5 compares 1 500 ranked hits since sites lie inside their cities' real boundaries

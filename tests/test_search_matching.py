@@ -10,7 +10,7 @@ import pytest
 
 from market.clock import business_today
 from market.extensions import db
-from market.models import CertStatus, Organization, OrgKind, OrgStatus
+from market.models import CertStatus, CertVerification, Organization, OrgKind, OrgStatus
 from search import spec
 from search.backends import MatchPage, SearchBackend, SupplierQuery
 from search.database import DatabaseSearchBackend
@@ -112,6 +112,44 @@ def test_expired_revoked_and_future_certifications_drop_a_supplier(ranker):
     }
     everyone = {valid, no_expiry, expires_first, revoked, not_yet, other_standard}
     assert set(ranker.ids(demand())) == {org.id for org in everyone}
+
+
+def test_only_verified_certifications_match(ranker):
+    """Pending review or rejected: declared, but not counted; the explanation lists the
+    verified certificate only."""
+    verified = supplier()
+    cert = factories.make_certification(verified, "iatf-16949")
+    factories.make_certification(verified, "iatf-16949", verification=CertVerification.PENDING)
+    pending = supplier()
+    factories.make_certification(pending, "iatf-16949", verification=CertVerification.PENDING)
+    rejected = supplier()
+    factories.make_certification(rejected, "iatf-16949", verification=CertVerification.REJECTED)
+    db.session.flush()
+
+    result = ranker.match(demand(required_standards=("iatf-16949",)))
+    assert [hit.match.supplier_id for hit in result.hits] == [verified.id]
+    assert result.hits[0].match.matched_certifications == (cert.id,)
+    assert set(ranker.ids(demand())) == {verified.id, pending.id, rejected.id}
+
+
+def test_verified_only_changes_what_counts_in_the_search_box(ranker):
+    verified = supplier(10)
+    factories.make_certification(verified, "iatf-16949")
+    pending = supplier(20)
+    factories.make_certification(pending, "iatf-16949", verification=CertVerification.PENDING)
+    rejected = supplier(30)
+    factories.make_certification(rejected, "iatf-16949", verification=CertVerification.REJECTED)
+    db.session.flush()
+    iatf = ("iatf-16949",)
+    assert ranker.search(SupplierQuery(standards=iatf)) == [verified.id, pending.id]
+    assert ranker.search(SupplierQuery(standards=iatf, verified_only=True)) == [verified.id]
+    everyone = [verified.id, pending.id, rejected.id]
+    assert ranker.search(SupplierQuery(verified_only=True)) == everyone
+    ranker.sync()
+    declared = ranker.backend.search(SupplierQuery(), TODAY, 1, 10).facets["certification"]
+    strict = ranker.backend.search(SupplierQuery(verified_only=True), TODAY, 1, 10).facets
+    assert declared == [("iatf-16949", 2)]
+    assert strict["certification"] == [("iatf-16949", 1)]
 
 
 def test_every_required_standard_needs_its_own_valid_certification(ranker):

@@ -21,6 +21,7 @@ from market.models import (
     Capability,
     Certification,
     CertStatus,
+    CertVerification,
     Claim,
     ClaimLine,
     ClaimState,
@@ -154,6 +155,9 @@ def test_seed_demo_builds_a_plausible_world(app, db_session):
         if cert.site_id is not None:
             assert db_session.get(Site, cert.site_id).organization_id == cert.organization_id
     assert any(c.valid_until and c.valid_until < today for c in certs), "some expired"
+    # Reviewed, all but one waiting in the admin's queue (not the first demo supplier's).
+    [pending] = [c for c in certs if c.verification is CertVerification.PENDING]
+    assert {c.verification for c in certs} == {CertVerification.VERIFIED, CertVerification.PENDING}
     assert any(c.valid_until is None for c in certs) or len(certs) < 20
 
     demands = db_session.scalars(select(Demand)).all()
@@ -175,6 +179,7 @@ def test_seed_demo_builds_a_plausible_world(app, db_session):
     supplier_org = db_session.get(Organization, users["supplier@demo.test"].organization_id)
     assert buyer_org.kind is OrgKind.OEM
     assert supplier_org.kind is OrgKind.SUPPLIER and supplier_org.status is OrgStatus.ACTIVE
+    assert pending.organization_id != supplier_org.id
 
     # Bulk seeding skips the outbox (a reindex indexes everything); the demo buyer's business
     # went through the services, so its ledger rows are there, all done by the time it ended.

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -180,50 +181,43 @@ def build_scheduler(
         name=f"{prefix}-scheduler-{socket.gethostname()}-{os.getpid()}"
         + (f"-{generation}" if generation else ""),
     )
-    common: dict[str, Any] = {"queue_name": queue, "result_ttl": 300, "failure_ttl": 7 * 86400}
-    scheduler.register(
-        sweep_outbox,
-        interval=sweep_every,
-        job_timeout=60,
-        ttl=max(3 * sweep_every, 15),
-        name=f"{prefix}-sweep-outbox",
-        **common,
-    )
-    scheduler.register(
-        warn_expiring_certifications,
-        interval=certifications_every,
-        job_timeout=600,
-        ttl=certifications_every,
-        name=f"{prefix}-certification-expiry",
-        **common,
-    )
-    scheduler.register(
-        refresh_performance_job,
-        interval=certifications_every,
-        job_timeout=600,
-        ttl=certifications_every,
-        name=f"{prefix}-performance-refresh",
-        **common,
-    )
     checkpoint_every = int(app.config["CHECKPOINT_EVERY_SECONDS"])
-    scheduler.register(
-        issue_checkpoint_job,
-        interval=checkpoint_every,
-        job_timeout=1800,  # the first run after an upgrade hashes the whole ledger
-        ttl=checkpoint_every,
-        name=f"{prefix}-ledger-checkpoint",
-        **common,
-    )
+    # (job, interval in seconds, job timeout, name); a job's ttl is its interval or a floor.
+    periodic: list[tuple[Callable[[], Any], int, int, str, int]] = [
+        (sweep_outbox, sweep_every, 60, "sweep-outbox", max(3 * sweep_every, 15)),
+        (
+            warn_expiring_certifications,
+            certifications_every,
+            600,
+            "certification-expiry",
+            certifications_every,
+        ),
+        (
+            refresh_performance_job,
+            certifications_every,
+            600,
+            "performance-refresh",
+            certifications_every,
+        ),
+        # The first checkpoint after an upgrade hashes the whole ledger: a long timeout.
+        (issue_checkpoint_job, checkpoint_every, 1800, "ledger-checkpoint", checkpoint_every),
+    ]
     if app.config.get("ELASTICSEARCH_URL"):
         from search.sync import reconcile_job
 
+        periodic.append(
+            (reconcile_job, reconcile_every, 600, "search-reconcile", max(2 * reconcile_every, 30))
+        )
+    for job, interval, timeout, name, ttl in periodic:
         scheduler.register(
-            reconcile_job,
-            interval=reconcile_every,
-            job_timeout=600,
-            ttl=max(2 * reconcile_every, 30),
-            name=f"{prefix}-search-reconcile",
-            **common,
+            job,
+            interval=interval,
+            job_timeout=timeout,
+            ttl=ttl,
+            name=f"{prefix}-{name}",
+            queue_name=queue,
+            result_ttl=300,
+            failure_ttl=7 * 86400,
         )
     return scheduler
 

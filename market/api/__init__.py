@@ -30,6 +30,9 @@ def register_blueprints(api: Api) -> None:
     from market.api import search  # matching and the supplier search box
 
     api.register_blueprint(search.blp, url_prefix=API_PREFIX)
+    from market.api import feed  # the supplier's demand feed
+
+    api.register_blueprint(feed.blp, url_prefix=API_PREFIX)
     from market.api import ledger  # the near-shore ledger, policies, baselines, outbox
 
     api.register_blueprint(ledger.blp, url_prefix=API_PREFIX)

@@ -161,3 +161,15 @@ def common_statuses(handler: Any, method: str, has_ids: bool) -> list[HTTPStatus
     if method in WRITE_METHODS:
         statuses.update(BODY_ERRORS)
     return sorted(statuses)
+
+
+def error_responses(blueprint: Any, *statuses: int) -> Any:
+    """A decorator documenting a view's error responses on ``blueprint`` (the bodies are the
+    API's one error envelope, ``ErrorSchema``, by the status's name)."""
+
+    def decorate(view: Any) -> Any:
+        for status in statuses:
+            view = blueprint.alt_response(status, response=HTTPStatus(status).name)(view)
+        return view
+
+    return decorate

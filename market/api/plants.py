@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 
+from market.api.openapi import error_responses
 from market.api.pagination import page_of
 from market.models import Role, Site
 from market.permissions import actor, allow
@@ -21,13 +21,7 @@ blp = Blueprint("plants", __name__, description="OEM plants (sites of vehicle ma
 
 def errors(*statuses: int) -> Any:
     """Document error responses of a view (the bodies are the API's one error envelope)."""
-
-    def decorate(view: Any) -> Any:
-        for status in statuses:
-            view = blp.alt_response(status, response=HTTPStatus(status).name)(view)
-        return view
-
-    return decorate
+    return error_responses(blp, *statuses)
 
 
 @blp.route("/plants")

@@ -16,6 +16,9 @@ from market.schemas.marketplace import (
     PurchaseRecordedSchema,
     QuoteCreateSchema,
     QuoteQuerySchema,
+    QuoteReviseSchema,
+    QuoteRevisionQuerySchema,
+    QuoteRevisionSchema,
     QuoteSchema,
 )
 from market.services import quotes
@@ -31,12 +34,14 @@ class DemandQuotes(MethodView):
     @blp.response(201, QuoteSchema)
     @blp.alt_response(403, description="Not an active supplier eligible for this demand")
     @blp.alt_response(404, description="No such demand, or not open to you")
-    @blp.alt_response(409, description="The demand is not open, or you have already quoted")
+    @blp.alt_response(
+        409, description="The demand is not open, or you have an active quote on it already"
+    )
     def post(self, data: dict[str, Any], demand_id: int) -> Quote:
-        """Quote on an open demand you are eligible for (one quote per supplier).
+        """Quote on an open demand you are eligible for (one active quote per supplier).
 
-        Eligible means what matching means: an active site within the demand's radius, a capability
-        for its category and every required certificate valid today.
+        After withdrawing a quote you may quote again; to change a submitted quote, revise it
+        (PATCH /quotes/{id}). The demand's buyers are told (quote.received).
         """
         return quotes.quote_create(actor(), demand_id, data)
 
@@ -84,3 +89,40 @@ class QuoteAward(MethodView):
         The answer previews the purchase's subsidy effect.
         """
         return quotes.quote_award(actor(), quote_id, data)
+
+
+@blp.route("/quotes/<int:quote_id>")
+class QuoteById(MethodView):
+    @allow(Role.SUPPLIER)
+    @blp.arguments(QuoteReviseSchema)
+    @blp.response(200, QuoteSchema)
+    @blp.alt_response(403, description="Not a supplier of an active (verified) organization")
+    @blp.alt_response(404, description="No such quote of yours")
+    @blp.alt_response(
+        409,
+        description="The quote is not submitted (withdrawn, awarded, rejected) or the "
+        "demand is no longer open",
+    )
+    def patch(self, data: dict[str, Any], quote_id: int) -> Quote:
+        """Revise your submitted quote while its demand is open.
+
+        Send any of unit_price, quantity, lead_time_days, valid_until and note; the quote
+        becomes the new version (revision + 1) and every earlier version stays readable at
+        GET /quotes/{id}/revisions. The demand's buyers are told (quote.revised).
+        """
+        return quotes.quote_revise(actor(), quote_id, data)
+
+
+@blp.route("/quotes/<int:quote_id>/revisions")
+class QuoteRevisions(MethodView):
+    @allow(Role.BUYER, Role.SUPPLIER)
+    @blp.arguments(QuoteRevisionQuerySchema, location="query", unknown=RAISE)
+    @blp.response(200, page_of(QuoteRevisionSchema))
+    @blp.alt_response(404, description="No such quote on a demand of yours, or of yours")
+    def get(self, query: dict[str, Any], quote_id: int) -> dict[str, Any]:
+        """A quote's history: every version as it was submitted.
+
+        Revision 1 is the quote as first submitted; each revision adds one. Only the demand's
+        buyers and the quoting supplier may read it.
+        """
+        return quotes.quote_revisions(actor(), quote_id, query).as_dict()

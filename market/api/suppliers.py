@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 
+from market.api.openapi import error_responses
 from market.api.pagination import page_of
 from market.models import Capability, Certification, Organization, Role, Site
 from market.permissions import ALL_ROLES, OWN_ORGANIZATION, actor, allow
@@ -20,6 +20,8 @@ from market.schemas.suppliers import (
     CertificationCreateSchema,
     CertificationListQuerySchema,
     CertificationPatchSchema,
+    CertificationRejectSchema,
+    CertificationReviewQuerySchema,
     CertificationSchema,
     SiteCreateSchema,
     SiteListQuerySchema,
@@ -39,17 +41,13 @@ blp = Blueprint(
 )
 
 EDITORS = (Role.SUPPLIER, Role.ADMIN)
+# One page schema for the two certificate lists (OpenAPI names schemas; two would clash).
+CERTIFICATION_PAGE = page_of(CertificationSchema)
 
 
 def errors(*statuses: int) -> Any:
     """Document error responses of a view (the bodies are the API's one error envelope)."""
-
-    def decorate(view: Any) -> Any:
-        for status in statuses:
-            view = blp.alt_response(status, response=HTTPStatus(status).name)(view)
-        return view
-
-    return decorate
+    return error_responses(blp, *statuses)
 
 
 @blp.route("/suppliers/<int:org_id>")
@@ -233,12 +231,14 @@ class Certifications(MethodView):
 
     @allow(*ALL_ROLES, pending_ok=OWN_ORGANIZATION)
     @blp.arguments(CertificationListQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
-    @blp.response(200, page_of(CertificationSchema))
+    @blp.response(200, CERTIFICATION_PAGE)
     @errors(401, 403, 404)
     def get(self, org_id: int, **query: Any) -> Page:
-        """A supplier's certifications (filters: standard, status).
+        """A supplier's certifications (filters: standard, status, verification).
 
-        Each certificate with its standard, number, validity, optional site and status.
+        Each certificate carries its admin review: ``verification`` (pending, verified or
+        rejected), ``reviewed_at`` and, when rejected, ``review_reason``. Only verified
+        certificates count for matching.
         """
         return services.certification_list(actor(), org_id, **query)
 
@@ -262,6 +262,67 @@ class CertificationItem(MethodView):
     def patch(self, data: dict[str, Any], org_id: int, certification_id: int) -> Certification:
         """Correct a certification, or revoke it with ``status: revoked`` (final).
 
-        Revocation is final. A corrected certificate is checked like a new one.
+        A change to what the certificate states (level, number, issuer, validity, scope, site)
+        sends it back to review: it is ``pending`` again and no longer counts for matching until
+        an admin verifies it — also after a verification or a rejection.
         """
         return services.certification_update(actor(), org_id, certification_id, data)
+
+
+@blp.route("/suppliers/<int:org_id>/certifications/<int:certification_id>/verify")
+class CertificationVerify(MethodView):
+    @allow(Role.ADMIN)
+    @blp.response(200, CertificationSchema)
+    @errors(401, 403, 404, 409)
+    def post(self, org_id: int, certification_id: int) -> Certification:
+        """Verify a pending certificate (admin).
+
+        From now on it counts for matching (the search index is updated through the outbox)
+        until the supplier changes what it states. The supplier is told
+        (``certification.verified``) and the act is in the audit log. 409 if the certificate is
+        not pending (already reviewed, or revoked).
+        """
+        return services.certification_review(
+            actor(), org_id, certification_id, verify=True, reason=None
+        )
+
+
+@blp.route("/suppliers/<int:org_id>/certifications/<int:certification_id>/reject")
+class CertificationReject(MethodView):
+    @allow(Role.ADMIN)
+    @blp.arguments(CertificationRejectSchema)
+    @blp.response(200, CertificationSchema)
+    @errors(401, 403, 404, 409)
+    def post(self, data: dict[str, Any], org_id: int, certification_id: int) -> Certification:
+        """Reject a pending certificate with a reason (admin).
+
+        It never counts for matching; the supplier sees the reason (``review_reason``), is told
+        (``certification.rejected``), and may correct the certificate, which makes it pending
+        again. The act is in the audit log. 422 without a reason; 409 if it is not pending.
+        """
+        return services.certification_review(
+            actor(), org_id, certification_id, verify=False, reason=data["reason"]
+        )
+
+
+@blp.route("/admin/certifications")
+class CertificationReviewQueue(MethodView):
+    @allow(Role.ADMIN)
+    @blp.arguments(CertificationReviewQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
+    @blp.response(200, CERTIFICATION_PAGE)
+    @errors(401, 403)
+    def get(self, **query: Any) -> Page:
+        """The admins' certificate review queue.
+
+        Active certificates of every supplier in one review state — ``status=pending`` (the
+        default) lists those waiting for a verification or a rejection — oldest first, with
+        ``organization_id`` to review them at ``/suppliers/{org}/certifications/{id}/verify``
+        or ``/reject``. ``GET /certifications`` stays the public list of standards.
+        """
+        return services.certification_review_queue(
+            actor(),
+            page=query["page"],
+            per_page=query["per_page"],
+            verification=query["status"],
+            standard=query.get("standard"),
+        )

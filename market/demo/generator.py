@@ -32,7 +32,14 @@ from market.demo.names import (
     SELF_DECLARED,
     demo_uscc,
 )
-from market.models import CertStatus, DemandState, OrgKind, OrgStatus, SiteKind
+from market.models import (
+    CertStatus,
+    CertVerification,
+    DemandState,
+    OrgKind,
+    OrgStatus,
+    SiteKind,
+)
 from market.services.suppliers import certification_levels
 
 
@@ -278,6 +285,8 @@ class WorldGenerator:
                     "scope": None,
                     "site_id": plant_id if standard == "iatf-16949" else None,
                     "status": CertStatus.REVOKED if rng.random() < 0.03 else CertStatus.ACTIVE,
+                    # The demo world's certificates have been reviewed (they count for matching).
+                    "verification": CertVerification.VERIFIED,
                     "created_at": self.now,
                 }
             )

@@ -39,6 +39,7 @@ from market.models import (
     Authority,
     Capability,
     Certification,
+    CertVerification,
     Demand,
     Organization,
     OrgKind,
@@ -211,10 +212,23 @@ def _capabilities_and_certifications(world: DemoWorld, ids: list[int], domains: 
     for org_id, domain in zip(ids, domains, strict=True):
         capabilities.extend(world.gen.capabilities(org_id, domain))
         certifications.extend(world.gen.certifications(org_id, domain, first_plant.get(org_id)))
+    if ids[0] == world.supplier_ids[0]:  # the first batch
+        _one_pending(world, certifications)
     _insert(Capability, capabilities)
     _insert(Certification, certifications)
     world.summary.capabilities += len(capabilities)
     world.summary.certifications += len(certifications)
+
+
+def _one_pending(world: DemoWorld, certifications: list[dict[str, Any]]) -> None:
+    """One certificate waits for the admin's review (``admin@demo.test``'s queue): the first
+    of the second demo supplier's, else of any supplier but the first (whose certificates the
+    demo's matching relies on)."""
+    ids = world.supplier_ids
+    rows = [row for row in certifications if row["organization_id"] != ids[0]]
+    preferred = [row for row in rows if len(ids) > 1 and row["organization_id"] == ids[1]]
+    for row in (preferred or rows)[:1]:
+        row["verification"] = CertVerification.PENDING
 
 
 def people(world: DemoWorld, password: str) -> None:

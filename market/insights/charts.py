@@ -10,7 +10,6 @@ concurrent requests share no global figure state.
 from __future__ import annotations
 
 import io
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,8 +19,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # before anything imports pyplot: no display, ever
 
-from matplotlib import rc_context
 from matplotlib.figure import Figure
+
+from market.insights.drawing import drawing
 
 KINDS = ("near_shore", "vehicle_ratio", "chips")
 HASH_SALT = "strongchain-kpis"
@@ -70,8 +70,7 @@ def render(kind: str, figures: dict[str, Any]) -> str:
         "font.family": "sans-serif",
         "font.sans-serif": [*FONT_FAMILIES, "DejaVu Sans"],
     }
-    with rc_context(style), warnings.catch_warnings():  # type: ignore[arg-type]
-        warnings.simplefilter("ignore")  # "glyph missing" for CJK: the browser draws the text
+    with drawing(style):  # one at a time, without "glyph missing" noise for CJK text
         figure = Figure(figsize=(min(24.0, max(6.0, 1.1 * len(labels) + 2)), 4.0))
         axes = figure.subplots()
         positions = list(range(len(labels)))

@@ -19,15 +19,11 @@ can count and style them.
 from __future__ import annotations
 
 import io
-import logging
 import math
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-import matplotlib
 import numpy as np
 import shapely
 from matplotlib.figure import Figure
@@ -36,6 +32,7 @@ from matplotlib.patches import PathPatch, Polygon
 from matplotlib.path import Path
 
 from market import geo, refdata
+from market.insights.drawing import drawing
 
 MAX_LISTED = 18  # categories listed per kind beside the map
 DRAW_TOLERANCE_DEG = 0.003
@@ -97,24 +94,9 @@ def _circle(lat: float, lon: float, radius_km: float) -> np.ndarray:
     return np.asarray(points)
 
 
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """Matplotlib measures CJK text with a font lacking the glyphs and says so; the browser
-    draws it with a CJK font, so those warnings are noise here."""
-    logger = logging.getLogger("matplotlib.font_manager")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 def render(result: dict[str, Any]) -> str:
     """The SVG text of a gap result (``market.services.gaps.center_gaps``)."""
-    with matplotlib.rc_context(RC), _quiet():  # type: ignore[arg-type]
+    with drawing(RC):
         figure = Figure(figsize=(12, 8), dpi=72)
         ax = figure.add_axes((0.02, 0.04, 0.62, 0.86))
         shown = result["suppliers"]  # the nearest ones (MAX_LISTED_SUPPLIERS) of all counted

@@ -46,6 +46,7 @@ from market.models.marketplace import (
     PurchaseSource,
     PurchaseStatus,
     Quote,
+    QuoteRevision,
     QuoteStatus,
 )
 from market.models.notifications import (
@@ -55,7 +56,14 @@ from market.models.notifications import (
     NotificationPreference,
 )
 from market.models.outbox import OutboxEvent, OutboxStatus, OutboxTopic
-from market.models.suppliers import Capability, Certification, CertStatus, Site, SiteKind
+from market.models.suppliers import (
+    Capability,
+    Certification,
+    CertStatus,
+    CertVerification,
+    Site,
+    SiteKind,
+)
 from market.models.webhooks import (
     DeliveryStatus,
     WebhookAttempt,
@@ -72,6 +80,7 @@ __all__ = [
     "Authority",
     "Capability",
     "CertStatus",
+    "CertVerification",
     "Certification",
     "CheckpointFailure",
     "Claim",
@@ -114,6 +123,7 @@ __all__ = [
     "PurchaseSource",
     "PurchaseStatus",
     "Quote",
+    "QuoteRevision",
     "QuoteStatus",
     "Role",
     "SecurityEvent",

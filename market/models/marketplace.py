@@ -7,13 +7,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from market.database import utcnow
 from market.extensions import Model
 from market.models import search_tokens
-from market.models.accounts import Organization
+from market.models.accounts import Organization, Role
 from market.models.suppliers import Site
 
 
@@ -85,6 +85,8 @@ class Demand(Model):
     quantity: Mapped[int]
     unit: Mapped[str] = mapped_column(String(24))
     target_unit_price: Mapped[Decimal | None]
+    # Suppliers never see the target price when set (buyers, auditors and admins do).
+    hide_target_price: Mapped[bool] = mapped_column(default=False)
     required_standards: Mapped[list[str]] = mapped_column(JSON, default=list)
     need_by: Mapped[date]
     radius_km: Mapped[int] = mapped_column(default=200)
@@ -105,12 +107,32 @@ class Demand(Model):
     plant: Mapped[Site] = relationship()
     quotes: Mapped[list[Quote]] = relationship(back_populates="demand", order_by="Quote.id")
 
+    def target_price_for(self, role: Role | None) -> Decimal | None:
+        """The target unit price as a user of ``role`` may see it (None: unknown viewer)."""
+        if self.hide_target_price and role in (None, Role.SUPPLIER):
+            return None
+        return self.target_unit_price
+
+
+# A quote that still counts: one per (demand, supplier); a withdrawn or rejected one does not.
+ACTIVE_QUOTE_STATUSES = ("submitted", "awarded")
+
 
 class Quote(Model):
     """A supplier's offer on an open demand."""
 
     __tablename__ = "quotes"
-    __table_args__ = (UniqueConstraint("demand_id", "organization_id"),)
+    __table_args__ = (
+        # One active quote per supplier and demand; after a withdrawal it may quote again.
+        Index(
+            "uq_quotes_active_demand_id_organization_id",
+            "demand_id",
+            "organization_id",
+            unique=True,
+            postgresql_where=text(f"status IN {ACTIVE_QUOTE_STATUSES!r}"),
+            sqlite_where=text(f"status IN {ACTIVE_QUOTE_STATUSES!r}"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     demand_id: Mapped[int] = mapped_column(ForeignKey("demands.id"), index=True)
@@ -124,10 +146,33 @@ class Quote(Model):
     status: Mapped[QuoteStatus] = mapped_column(default=QuoteStatus.SUBMITTED)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The current version's number (1 when quoted; each revision adds one) and when it was made.
+    revision: Mapped[int] = mapped_column(default=1)
+    revised_at: Mapped[datetime | None]
 
     demand: Mapped[Demand] = relationship(back_populates="quotes")
     organization: Mapped[Organization] = relationship()
     site: Mapped[Site] = relationship()
+
+
+class QuoteRevision(Model):
+    """One version of a quote as it was submitted: the first and every revision, never changed
+    (the application's database role may only read and insert these rows)."""
+
+    __tablename__ = "quote_revisions"
+    __table_args__ = (UniqueConstraint("quote_id", "revision"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    quote_id: Mapped[int] = mapped_column(ForeignKey("quotes.id"), index=True)
+    revision: Mapped[int]
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    unit_price: Mapped[Decimal]
+    quantity: Mapped[int]
+    lead_time_days: Mapped[int]
+    valid_until: Mapped[date]
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Purchase(Model):

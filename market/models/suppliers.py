@@ -26,6 +26,18 @@ class CertStatus(enum.StrEnum):
     REVOKED = "revoked"
 
 
+class CertVerification(enum.StrEnum):
+    """An admin's review of a certificate: only ``verified`` ones count for matching.
+
+    A new certificate, and one whose stated facts change, is ``pending`` until an admin verifies
+    or rejects it (with a reason); a declaration alone never makes a supplier eligible.
+    """
+
+    PENDING = "pending"
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+
+
 class Site(Model):
     """A located place of an organization: WGS-84 coordinates, a GB/T 2260 city code."""
 
@@ -83,14 +95,22 @@ class Certification(Model):
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
     status: Mapped[CertStatus] = mapped_column(default=CertStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The admin review (see CertVerification); indexed for the review queue.
+    verification: Mapped[CertVerification] = mapped_column(
+        default=CertVerification.PENDING, index=True
+    )
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reviewed_at: Mapped[datetime | None]
+    review_reason: Mapped[str | None] = mapped_column(String(500))
 
     organization: Mapped[Organization] = relationship(back_populates="certifications")
     site: Mapped[Site | None] = relationship()
 
     def valid_through(self, start: date, end: date) -> bool:
-        """Active, already valid on ``start`` and still valid on ``end``."""
+        """Active, verified, already valid on ``start`` and still valid on ``end``."""
         return (
             self.status is CertStatus.ACTIVE
+            and self.verification is CertVerification.VERIFIED
             and self.valid_from <= start
             and (self.valid_until is None or self.valid_until >= end)
         )

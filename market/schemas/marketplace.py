@@ -12,8 +12,10 @@ import math
 import re
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
+from flask import has_request_context
+from flask_login import current_user
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from market import refdata
@@ -28,11 +30,12 @@ from market.models import (
     PurchaseSource,
     PurchaseStatus,
     QuoteStatus,
+    Role,
 )
 from market.schemas import PageQuerySchema, StrictSchema
 from market.schemas.fields import MAX_AMOUNT, Money
 from market.schemas.ledger import LedgerStatusSchema, SubsidyPreviewSchema
-from market.schemas.search import search_words
+from market.schemas.search import MatchSchema, search_words
 
 MAX_UNIT_PRICE = Decimal("99999999.99")
 MAX_QUANTITY = 10_000_000
@@ -208,6 +211,12 @@ class DemandCreateSchema(StrictSchema):
             "factor f_p (0.5 to 1.0; 0.75 without deliveries). Off: the default ranking."
         },
     )
+    hide_target_price = fields.Boolean(
+        metadata={
+            "description": "true: suppliers never see target_unit_price (in demand views, "
+            "lists, their feed and notifications); default false."
+        }
+    )
 
     @validates("required_standards")
     def _unique_standards(self, value: list[str], data_key: str) -> None:
@@ -241,7 +250,19 @@ def demand_state_now(demand: Any) -> str:
     return str(demand.state.value)
 
 
+def _viewer_role() -> Role | None:
+    """The role of the user a response is for (None outside a signed-in request)."""
+    if has_request_context() and current_user.is_authenticated:
+        return cast(Role, current_user.role)
+    return None
+
+
 class DemandSchema(Schema):
+    def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
+        if attr == "target_unit_price":  # hidden from suppliers when the buyer says so
+            return obj.target_price_for(_viewer_role())
+        return super().get_attribute(obj, attr, default)
+
     id = fields.Integer()
     organization_id = fields.Integer()
     oem_name = fields.String(attribute="organization.legal_name")
@@ -252,7 +273,12 @@ class DemandSchema(Schema):
     description = fields.String(allow_none=True)
     quantity = fields.Integer()
     unit = fields.String()
-    target_unit_price = Money(maximum=MAX_UNIT_PRICE, allow_none=True)
+    target_unit_price = Money(
+        maximum=MAX_UNIT_PRICE,
+        allow_none=True,
+        metadata={"description": "null for suppliers when hide_target_price is true."},
+    )
+    hide_target_price = fields.Boolean()
     required_standards = fields.List(fields.String())
     need_by = fields.Date()
     radius_km = fields.Integer()
@@ -335,6 +361,56 @@ class QuoteSchema(Schema):
     note = fields.String(allow_none=True)
     status = fields.Enum(QuoteStatus, by_value=True)
     created_at = fields.DateTime()
+    revision = fields.Integer(
+        metadata={"description": "The current version: 1 as quoted, one more per revision."}
+    )
+    revised_at = fields.DateTime(allow_none=True, metadata={"description": "The last revision."})
+
+
+class QuoteReviseSchema(StrictSchema):
+    """A new version of a submitted quote: any subset of these (at least one must change)."""
+
+    unit_price = Money(maximum=MAX_UNIT_PRICE, metadata={"description": "CNY per unit."})
+    quantity = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_QUANTITY),
+        metadata={"description": "Units offered."},
+    )
+    lead_time_days = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=0, max=MAX_LEAD_TIME_DAYS),
+        metadata={"description": "Days from order to delivery."},
+    )
+    valid_until = fields.Date(metadata={"description": "Today or later, at most two years ahead."})
+    note = PlainText(
+        max_length=2000,
+        multiline=True,
+        allow_none=True,
+        metadata={"description": "Free text for the buyer; null removes it."},
+    )
+
+    _valid_until_ahead = QuoteCreateSchema._valid_until_ahead
+    _total_in_range = QuoteCreateSchema._total_in_range
+
+
+class QuoteRevisionSchema(Schema):
+    """One version of a quote as it was submitted."""
+
+    revision = fields.Integer(metadata={"description": "1 as quoted, then one more each time."})
+    site_id = fields.Integer()
+    unit_price = Money(maximum=MAX_UNIT_PRICE)
+    quantity = fields.Integer()
+    total = fields.Function(
+        _quote_total, metadata={"type": "string", "description": "unit_price × quantity (CNY)."}
+    )
+    lead_time_days = fields.Integer()
+    valid_until = fields.Date()
+    note = fields.String(allow_none=True)
+    created_at = fields.DateTime(metadata={"description": "When this version was submitted."})
+
+
+class QuoteRevisionQuerySchema(PageQuerySchema):
+    sort = sort_field("revision", default="revision")
 
 
 class QuoteQuerySchema(PageQuerySchema):
@@ -557,3 +633,30 @@ class PurchaseQuerySchema(PageQuerySchema):
         metadata={"description": "award (from a quote) or recorded (an off-platform purchase)."},
     )
     sort = sort_field("id", "purchased_on", "amount", default="-id")
+
+
+# --- the supplier's demand feed -----------------------------------------------------------------
+
+
+class FeedQuerySchema(PageQuerySchema):
+    q = search_words("Words to find in the demand's title or description")
+    sort = sort_field("id", "published_at", "need_by", "distance_km", default="-published_at")
+
+
+class FeedItemSchema(Schema):
+    demand = fields.Nested(
+        DemandSchema, metadata={"description": "As GET /demands/{id} shows it to you."}
+    )
+    match = fields.Nested(
+        MatchSchema,
+        metadata={
+            "description": "Your entry in the demand's ranking, as GET /demands/{id}/matches "
+            "shows it to the buyer: your rank and its explanation."
+        },
+    )
+    eligible_suppliers = fields.Integer(
+        metadata={"description": "How many suppliers are eligible (you rank among them)."}
+    )
+    quote_id = fields.Integer(
+        allow_none=True, metadata={"description": "Your active (submitted or awarded) quote."}
+    )

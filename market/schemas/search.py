@@ -91,7 +91,10 @@ class SupplierSearchQuerySchema(PageQuerySchema):
     cert = fields.List(
         fields.String(validate=_known_standard),
         validate=validate.Length(max=MAX_STANDARDS),
-        metadata={"description": "Standards with a certification valid today (repeatable)"},
+        metadata={
+            "description": "Standards with a certification valid today (repeatable); declared "
+            "(pending or verified) ones, or verified ones only with verified_only=true"
+        },
     )
     tier = fields.Integer(
         validate=validate.Range(min=1, max=3),
@@ -102,6 +105,14 @@ class SupplierSearchQuerySchema(PageQuerySchema):
     )
     specialized = fields.Boolean(
         metadata={"description": "true: only 专精特新 suppliers; false: only the others"}
+    )
+    verified_only = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "true: cert= and the certification facet count only certificates "
+            "an admin has verified; false (default): declared ones too (pending review). "
+            "Rejected certificates never count."
+        },
     )
 
     @validates_schema
@@ -181,7 +192,15 @@ class SupplierHitSchema(Schema):
         metadata={"description": "Where the query's words (or synonyms) were found"},
     )
     certifications = fields.List(
-        fields.String(), metadata={"description": "Standards with a certification valid today"}
+        fields.String(),
+        metadata={
+            "description": "Standards with a certification valid today (declared ones, or "
+            "verified ones only with verified_only=true)"
+        },
+    )
+    verified_certifications = fields.List(
+        fields.String(),
+        metadata={"description": "Standards with a verified certification valid today"},
     )
     distance_km = fields.Float(allow_none=True)
     nearest_site = fields.Nested(SiteRefSchema, allow_none=True)

@@ -15,7 +15,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from market import refdata
-from market.models import CertStatus, SiteKind
+from market.models import CertStatus, CertVerification, SiteKind
 from market.schemas import PageQuerySchema, StrictSchema
 
 # Company size bands after the SME size thresholds for industry (工信部联企业〔2011〕300号):
@@ -352,6 +352,33 @@ class CertificationListQuerySchema(PageQuerySchema):
     status = fields.Enum(
         CertStatus, by_value=True, metadata={"description": "Only certificates in this status."}
     )
+    verification = fields.Enum(
+        CertVerification,
+        by_value=True,
+        metadata={"description": "The admin review: pending, verified or rejected"},
+    )
+
+
+class CertificationReviewQuerySchema(PageQuerySchema):
+    """``GET /admin/certifications``: the admins' review queue."""
+
+    status = fields.Enum(
+        CertVerification,
+        by_value=True,
+        load_default=CertVerification.PENDING,
+        metadata={"description": "The review state to list (default pending: the queue)"},
+    )
+    standard = fields.String(
+        validate=_check_standard, metadata={"description": "Only certificates of this standard"}
+    )
+
+
+class CertificationRejectSchema(StrictSchema):
+    reason = Text(
+        max_length=500,
+        required=True,
+        metadata={"description": "Why the certificate is refused; the supplier reads it."},
+    )
 
 
 class CertificationSchema(Schema):
@@ -367,6 +394,19 @@ class CertificationSchema(Schema):
     site_id = fields.Integer(allow_none=True)
     status = fields.Enum(CertStatus, by_value=True)
     created_at = fields.DateTime()
+    verification = fields.Enum(
+        CertVerification,
+        by_value=True,
+        metadata={
+            "description": "The admin review: pending, verified or rejected; only verified "
+            "certificates count for matching"
+        },
+    )
+    reviewed_at = fields.DateTime(allow_none=True)
+    reviewed_by_id = fields.Integer(allow_none=True, metadata={"description": "The admin"})
+    review_reason = fields.String(
+        allow_none=True, metadata={"description": "Why it was rejected (or the admin's note)"}
+    )
 
 
 # --- the public profile ---------------------------------------------------------------------------

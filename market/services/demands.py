@@ -6,7 +6,10 @@ at once (reads and transitions use :func:`effective_state`); :func:`close_expire
 writes that down for the rows (CLI ``flask demands close-expired``, later a scheduler).
 
 Who sees a demand: its organization's buyers, admins and auditors see every state; suppliers see
-open demands and the ones they have quoted on; anyone else gets a 404.
+open demands and the ones they have quoted on; anyone else gets a 404. With
+``hide_target_price`` suppliers see every field but the target price (``Demand.target_price_for``).
+
+Publishing tells the top ``DEMAND_NOTIFY_TOP_N`` eligible suppliers (:mod:`market.services.feed`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from market.permissions import (
     jurisdiction_condition,
     require_active_org,
 )
+from market.services.feed import notify_published
 from market.services.pagination import Page, order_by, paginate
 from market.services.unit_of_work import commit
 from search.database import text_conditions
@@ -61,6 +65,7 @@ _EDITABLE = (
     "quantity",
     "unit",
     "target_unit_price",
+    "hide_target_price",
     "required_standards",
     "need_by",
     "radius_km",
@@ -182,6 +187,7 @@ def demand_create(user: User, data: dict[str, Any]) -> Demand:
         quantity=data["quantity"],
         unit=data["unit"],
         target_unit_price=data.get("target_unit_price"),
+        hide_target_price=data.get("hide_target_price", False),
         required_standards=data["required_standards"],
         need_by=data["need_by"],
         radius_km=data["radius_km"],
@@ -230,6 +236,7 @@ def demand_publish(user: User, demand_id: int) -> Demand:
             )
         _own_plant(org, demand.plant_id)  # the plant may have been closed since the draft
     apply_transition(demand, "publish")
+    notify_published(demand)  # the best-ranked eligible suppliers, in this transaction
     commit()
     return demand
 

@@ -38,7 +38,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
-from market import refdata
+from market import geo, refdata
 from market.clock import business_today
 from market.errors import NotFound, ValidationFailed
 from market.extensions import db
@@ -47,6 +47,7 @@ from market.models import (
     Capability,
     Certification,
     CertStatus,
+    CertVerification,
     Demand,
     DemandState,
     Organization,
@@ -156,6 +157,7 @@ def _certified(standard: str, on: date) -> ColumnElement[bool]:
         cert.organization_id == Organization.id,
         cert.standard == standard,
         cert.status == CertStatus.ACTIVE,
+        cert.verification == CertVerification.VERIFIED,  # as for matching: verified only
         cert.valid_from <= on,
         or_(cert.valid_until.is_(None), cert.valid_until >= on),
     )
@@ -232,15 +234,6 @@ def load_candidates(box: list[ColumnElement[bool]], options: GapOptions) -> Cand
     )
 
 
-def _haversine_km(lat: float, lon: float, lats: np.ndarray, lons: np.ndarray) -> np.ndarray:
-    """``market.geo.haversine_km`` from one point to many (the same formula, vectorised)."""
-    phi1, phi2 = math.radians(lat), np.radians(lats)
-    dphi = phi2 - phi1
-    dlmb = np.radians(lons - lon)
-    a = np.sin(dphi / 2) ** 2 + math.cos(phi1) * np.cos(phi2) * np.sin(dlmb / 2) ** 2
-    return np.asarray(2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(a))))
-
-
 @dataclass
 class Reach:
     """What a centre reaches: each supplier's nearest site and distance (inf: none inside)."""
@@ -260,7 +253,7 @@ def reach(candidates: Candidates, center: Center, radius_km: float) -> Reach:
     distance = np.full(count, np.inf)
     nearest = np.full(count, -1, dtype=np.int64)
     if len(candidates.site_org):
-        to_site = _haversine_km(center.lat, center.lon, candidates.lat, candidates.lon)
+        to_site = geo.haversine_km_many(center.lat, center.lon, candidates.lat, candidates.lon)
         within = np.flatnonzero(to_site <= radius_km)
         # Per supplier, its nearest site within the radius: sort by (supplier, distance).
         order = within[np.lexsort((to_site[within], candidates.site_org[within]))]

@@ -59,7 +59,7 @@ def demand_matches(user: User, demand_id: int, page: int, per_page: int) -> dict
     total = result.total - (len(result.hits) - len(hits))
     offset = (page - 1) * per_page
     return {
-        "items": [_match_item(offset + i + 1, hit) for i, hit in enumerate(hits)],
+        "items": [match_item(offset + i + 1, hit) for i, hit in enumerate(hits)],
         "meta": Page([], page, per_page, total).meta,
         "degraded": degraded,
     }
@@ -80,6 +80,7 @@ def supplier_search(user: User, args: dict[str, Any]) -> dict[str, Any]:
         tier=args.get("tier"),
         city_code=args.get("city"),
         specialized=args.get("specialized"),
+        verified_only=args.get("verified_only", False),
     )
     on = business_today()
     result, degraded = _answer(lambda backend: backend.search(query, on, page, per_page))
@@ -200,7 +201,7 @@ def _site_ref(document: dict[str, Any], site_id: int) -> dict[str, Any]:
     return {"id": site["id"], "name": site["name"], "city_code": site["city_code"]}
 
 
-def _match_item(rank: int, hit: MatchHit) -> dict[str, Any]:
+def match_item(rank: int, hit: MatchHit) -> dict[str, Any]:
     match, document = hit.match, hit.document
     certifications = {c["id"]: c for c in document["certifications"]}
     return {
@@ -252,7 +253,10 @@ def _search_item(hit: SearchHit, on: date, query: SupplierQuery) -> dict[str, An
     return {
         "supplier": _supplier_summary(hit.document),
         "highlights": highlights(hit.document, query),
-        "certifications": documents.valid_standards(hit.document, on),
+        "certifications": documents.valid_standards(
+            hit.document, on, documents.counted_verifications(query.verified_only)
+        ),
+        "verified_certifications": documents.valid_standards(hit.document, on, documents.VERIFIED),
         "distance_km": hit.distance_km,
         "nearest_site": (
             _site_ref(hit.document, hit.nearest_site_id)

@@ -3,6 +3,11 @@
 Only the supplier's own users (role ``supplier``) and admins change supplier data; any signed-in
 user may read an active supplier. Every change to indexed data bumps the organization's version
 and emits a ``search.sync`` outbox row in the same transaction, so the index catches up.
+
+Certificates are declarations until an admin reviews them: a new one, and one whose stated
+facts change (even after a review: a verified certificate must not be edited into another one),
+is ``pending``; only ``verified`` ones count for matching. A review is an admin act: audited,
+announced to the supplier (an event), and a search sync like any other change.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 
 from market import geo, refdata
+from market.clock import utcnow
 from market.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from market.extensions import db
 from market.http import MAX_ID
@@ -24,6 +30,7 @@ from market.models import (
     Capability,
     Certification,
     CertStatus,
+    CertVerification,
     Organization,
     OrgKind,
     OrgStatus,
@@ -33,6 +40,8 @@ from market.models import (
     SiteKind,
     User,
 )
+from market.services.audit import audit
+from market.services.events import EventKind, emit_event
 from market.services.pagination import Page, paginate
 from market.services.unit_of_work import commit, emit
 
@@ -47,6 +56,8 @@ PROFILE_FIELDS = (
 )
 SITE_FIELDS = ("name", "kind", "city_code", "address", "lat", "lon", "active")
 CERTIFICATION_FIELDS = ("level", "number", "issuer", "valid_from", "valid_until", "scope")
+# What a review vouches for: changing any of these sends the certificate back to review.
+REVIEWED_FIELDS = (*CERTIFICATION_FIELDS, "site_id")
 
 
 # --- access ---------------------------------------------------------------------------------------
@@ -419,6 +430,7 @@ def certification_create(user: User, organization_id: int, data: dict[str, Any])
         scope=data["scope"],
         site_id=_own_active_site(org.id, data["site_id"]),
         status=CertStatus.ACTIVE,
+        verification=CertVerification.PENDING,  # counts once an admin has verified it
     )
     db.session.add(certification)
     _changed(org)
@@ -434,8 +446,9 @@ def certification_list(
     per_page: int,
     standard: str | None = None,
     status: CertStatus | None = None,
+    verification: CertVerification | None = None,
 ) -> Page:
-    """A supplier's certifications by id, optionally by standard or status."""
+    """A supplier's certifications by id, optionally by standard, status or review state."""
     org = viewable_supplier(user, organization_id)
     query: Select[Any] = (
         select(Certification)
@@ -446,6 +459,8 @@ def certification_list(
         query = query.where(Certification.standard == standard)
     if status is not None:
         query = query.where(Certification.status == status)
+    if verification is not None:
+        query = query.where(Certification.verification == verification)
     return paginate(query, page, per_page)
 
 
@@ -471,6 +486,7 @@ def certification_update(
     )
     if errors:
         raise ValidationFailed(fields=errors)
+    before = {name: getattr(cert, name) for name in REVIEWED_FIELDS}
     if "site_id" in data and data["site_id"] != cert.site_id:
         cert.site_id = _own_active_site(org.id, data["site_id"])
     for name in CERTIFICATION_FIELDS:
@@ -479,6 +495,84 @@ def certification_update(
         cert.level = normalise_level(cert.standard, merged["level"])
     if "status" in data:
         cert.status = data["status"]
+    if any(getattr(cert, name) != value for name, value in before.items()):
+        _back_to_review(cert)
     _changed(org)
+    commit()
+    return cert
+
+
+def _back_to_review(cert: Certification) -> None:
+    """The certificate now states something no admin has looked at: pending again."""
+    cert.verification = CertVerification.PENDING
+    cert.reviewed_by_id = None
+    cert.reviewed_at = None
+    cert.review_reason = None
+
+
+# --- certificate review (admins) ------------------------------------------------------------------
+
+
+def certification_review_queue(
+    user: User, *, page: int, per_page: int, verification: CertVerification, standard: str | None
+) -> Page:
+    """Active certificates in a review state (the pending ones by default), oldest first."""
+    if user.role is not Role.ADMIN:
+        raise Forbidden("Only admins review certificates.")
+    query: Select[Any] = (
+        select(Certification)
+        .where(
+            Certification.verification == verification,
+            Certification.status == CertStatus.ACTIVE,
+        )
+        .order_by(Certification.id)
+    )
+    if standard is not None:
+        query = query.where(Certification.standard == standard)
+    return paginate(query, page, per_page)
+
+
+def _under_review(user: User, organization_id: int, certification_id: int) -> Certification:
+    """The pending, active certificate an admin reviews, its supplier locked (as an edit locks
+    it, so a review and a supplier's change of the same certificate never interleave)."""
+    if user.role is not Role.ADMIN:
+        raise Forbidden("Only admins review certificates.")
+    org = editable_supplier(user, organization_id)
+    cert: Certification = _one_of(Certification, org.id, certification_id, "Certification")
+    db.session.refresh(cert)  # read after the lock: a concurrent edit is seen, not overwritten
+    if cert.status is not CertStatus.ACTIVE:
+        raise Conflict("A revoked certification is not reviewed.")
+    if cert.verification is not CertVerification.PENDING:
+        raise Conflict("This certification was reviewed already; it is not pending.")
+    return cert
+
+
+def certification_review(
+    user: User, organization_id: int, certification_id: int, *, verify: bool, reason: str | None
+) -> Certification:
+    """An admin verifies a pending certificate (it counts for matching from now on) or rejects
+    it with a reason (it never counts; the supplier may correct it, which makes it pending
+    again). Audited, announced to the supplier and synced to the search index."""
+    cert = _under_review(user, organization_id, certification_id)
+    cert.verification = CertVerification.VERIFIED if verify else CertVerification.REJECTED
+    cert.reviewed_by_id = user.id
+    cert.reviewed_at = utcnow()
+    cert.review_reason = reason
+    facts = {"standard": cert.standard, "number": cert.number, "reason": reason}
+    audit(
+        f"certification.{cert.verification.value}",
+        f"certification:{cert.id}",
+        facts,
+        organization_id=cert.organization_id,
+        actor=user,
+    )
+    emit_event(
+        EventKind.CERTIFICATION_VERIFIED if verify else EventKind.CERTIFICATION_REJECTED,
+        organization_id=cert.organization_id,
+        subject_type="certification",
+        subject_id=cert.id,
+        data={**facts, "valid_until": cert.valid_until and cert.valid_until.isoformat()},
+    )
+    _changed(cert.organization)
     commit()
     return cert

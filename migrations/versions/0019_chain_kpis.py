@@ -1,7 +1,7 @@
 """chain kpis: declared vehicle output, delivery records, domestic-origin chips, performance
 
 Revision ID: 0019_chain_kpis
-Revises: 0016_webhooks
+Revises: 0018_cert_verification
 Create Date: 2026-12-05 07:30:00
 
 Adds the admin-declared vehicle output per OEM and year (整零比), delivery records on purchases
@@ -17,7 +17,7 @@ from alembic import op
 import market.database
 
 revision = "0019_chain_kpis"
-down_revision = "0016_webhooks"
+down_revision = "0018_cert_verification"
 branch_labels = None
 depends_on = None
 
