@@ -7,9 +7,9 @@ the others deleted), so a table added later does not break ``--reset``.
 
 The ledger is never deleted from, not even for a demo: its entries are append-only (the
 application's database role may not DELETE them) and an auditor's checkpoints cover them; so
-are a claim's history and evidence. A demo world that such rows name is not reset: ``--reset``
-refuses and names ``--fresh``, which builds the demo in a new database. A world seeded with
-``--no-purchases`` has nothing in the ledger and can be reset.
+are a claim's history and evidence, and a quote's revisions. A demo world that such rows name
+is not reset: ``--reset`` refuses and names ``--fresh``, which builds the demo in a new
+database. A world seeded with ``--no-purchases`` has nothing in the ledger and can be reset.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Column, Table, delete, exists, func, or_, select, update
 
-from market.database_roles import APPEND_ONLY_TABLES
+from market.database_roles import APPEND_ONLY_TABLES, INSERT_ONLY_TABLES
 from market.demo.names import DEMO_EMAIL_DOMAIN, DEMO_USCC_LIKE
 from market.errors import Conflict
 from market.extensions import db
@@ -60,11 +60,11 @@ def demo_world_exists() -> bool:
 
 
 def append_only_rows_of_demo() -> int:
-    """How many rows of the append-only tables (the ledger, a claim's history and evidence)
-    name a demo organization, user or site."""
+    """How many rows of the append-only tables (the ledger, a claim's history and evidence, a
+    quote's revisions) name a demo organization, user, site or quote."""
     conditions: dict[Table, list[Any]] = {}
-    for table, column, demo_ids in _references(_demo_orgs(), _demo_users()):
-        if table.name in APPEND_ONLY_TABLES:
+    for table, column, demo_ids in _references(_demo_orgs(), _demo_users(), with_quotes=True):
+        if table.name in PROTECTED_TABLES:
             conditions.setdefault(table, []).append(column.in_(demo_ids))
     return sum(
         db.session.scalar(select(func.count()).select_from(table).where(or_(*where))) or 0
@@ -77,8 +77,9 @@ def delete_demo_world() -> None:
     counted = append_only_rows_of_demo()
     if counted:
         raise Conflict(
-            f"The ledger and the claims' history hold {counted} rows of the demo world and are "
-            "never deleted from: build a new demo database with --fresh instead of --reset."
+            f"The ledger and other append-only histories hold {counted} rows of the demo world "
+            "and are never deleted from: build a new demo database with --fresh instead of "
+            "--reset."
         )
     for statement in _deletions(_demo_orgs(), _demo_users()):
         db.session.execute(statement.execution_options(synchronize_session=False))
@@ -120,6 +121,8 @@ def _deletions(orgs: Any, users: Any) -> list[Any]:
     ]
 
 
+# Never UPDATE/DELETE (the application's role may not): the reset refuses if they name the demo.
+PROTECTED_TABLES = frozenset(APPEND_ONLY_TABLES) | frozenset(INSERT_ONLY_TABLES)
 HANDLED_TABLES = frozenset(
     {
         "organizations", "users", "sites", "capabilities", "certifications", "demands", "quotes",
@@ -129,11 +132,18 @@ HANDLED_TABLES = frozenset(
 )  # fmt: skip
 
 
-def _references(orgs: Any, users: Any) -> Iterator[tuple[Table, Column[Any], Any]]:
+def _references(
+    orgs: Any, users: Any, *, with_quotes: bool = False
+) -> Iterator[tuple[Table, Column[Any], Any]]:
     """(table, column, demo ids) of every foreign key of the tables not handled by name that
-    points at organizations, users or sites."""
+    points at organizations, users or sites (and quotes, ``with_quotes``)."""
     sites = select(Site.id).where(Site.organization_id.in_(orgs))
     targets = {"organizations": orgs, "users": users, "sites": sites}
+    if with_quotes:
+        demands = select(Demand.id).where(Demand.organization_id.in_(orgs))
+        targets["quotes"] = select(Quote.id).where(
+            or_(Quote.organization_id.in_(orgs), Quote.demand_id.in_(demands))
+        )
     for table in db.metadata.sorted_tables:
         if table.name in HANDLED_TABLES:
             continue
@@ -149,7 +159,7 @@ def _other_references(orgs: Any, users: Any) -> list[Any]:
     Append-only tables are left alone (the reset was refused if they name the demo)."""
     statements: list[Any] = []
     for table, column, demo_ids in _references(orgs, users):
-        if table.name in APPEND_ONLY_TABLES:
+        if table.name in PROTECTED_TABLES:
             continue
         if column.nullable:
             statements.append(
