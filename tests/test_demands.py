@@ -622,7 +622,7 @@ def test_the_close_expired_command(app, market):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["demands", "close-expired"])
     assert result.exit_code == 0, result.output
-    assert re.search(r"closed \d+ expired demand\(s\)", result.output)
+    assert re.search(r"Closed \d+ expired demand\(s\)", result.output)
     db.session.expire_all()
     assert db.session.get(Demand, demand.id).state is DemandState.OPEN
     later = (TODAY + timedelta(days=5)).isoformat()

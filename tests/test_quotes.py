@@ -478,18 +478,21 @@ def test_award_makes_the_purchase_in_one_go(client, market):
     ]
     after = counts()
     assert after["purchases"] == before["purchases"] + 1
-    # The ledger's row, and the events: awarded to the winner, not awarded to the loser (the
-    # withdrawn quote's supplier is not told).
-    assert after["outbox"] == before["outbox"] + 3
+    # The ledger's row; the award's events: awarded to the winner, not awarded to the loser
+    # (the withdrawn quote's supplier is not told); the ledger's purchase.recorded to each side.
+    assert after["outbox"] == before["outbox"] + 5
     told = db.session.scalars(
         select(OutboxEvent)
         .where(OutboxEvent.topic == OutboxTopic.EVENT_DISPATCH)
         .order_by(OutboxEvent.id)
     ).all()
-    assert [(e.payload["kind"], e.aggregate_id, e.payload["subject_id"]) for e in told] == [
+    assert [(e.payload["kind"], e.aggregate_id, e.payload["subject_id"]) for e in told[:2]] == [
         ("quote.awarded", market.supplier.id, winner.id),
         ("quote.not_awarded", org2.id, loser.id),
     ]
+    assert sorted((e.payload["kind"], e.aggregate_id) for e in told[2:]) == sorted(
+        [("purchase.recorded", demand.organization_id), ("purchase.recorded", market.supplier.id)]
+    )
 
     shown = client.get(f"/api/v1/demands/{demand.id}", headers=market.headers(market.buyer))
     assert shown.get_json()["state"] == "awarded"

@@ -47,6 +47,7 @@ CSRF_EXEMPT_PATHS = {"/api/v1/auth/login"}
 AUDITOR_SELF_SERVICE = re.compile(
     r"^/api/v1/auth/|^/api/v1/purchases/[^/]+/review$"
     r"|^/api/v1/claims/[^/]+/(review|request-evidence|decisions|decide)$"
+    r"|^/api/v1/notifications/"  # their own inbox: read marks and preferences
 )
 
 # Personas with credentials (the removed member's no longer work, but it tries them).
