@@ -21,6 +21,7 @@ def test_reconciliation_runs_only_when_elasticsearch_is_configured(database_url,
     assert set(_registered(without_es)) == {
         "sweep_outbox",
         "warn_expiring_certifications",
+        "refresh_performance_job",
         "issue_checkpoint_job",
     }
 

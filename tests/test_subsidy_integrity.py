@@ -362,3 +362,18 @@ def test_a_hong_kong_site_declared_as_guangzhou_is_neither_accepted_nor_near_sho
         ledger.DEFAULT_POLICY, "440100", HONG_KONG, (market.plant.lat, market.plant.lon)
     )
     assert (verdict.near_shore, verdict.reason_code) == (False, "OUT_OF_PROVINCE")
+
+
+def test_a_repeated_confirmation_answers_like_the_first_and_changes_nothing(client, market):
+    """A client whose confirmation committed but whose answer was lost (a dropped connection,
+    a database restart after the commit) confirms again: the same 200, nothing added."""
+    purchase_id = record(client, market).get_json()["id"]
+    first = confirm(client, market, purchase_id)
+    assert first.status_code == 200
+    before = counts()
+    again = confirm(client, market, purchase_id)
+    assert again.status_code == 200, again.get_json()
+    assert again.get_json()["status"] == "confirmed"
+    assert again.get_json()["confirmed_at"] == first.get_json()["confirmed_at"]
+    assert counts() == before
+    assert [e.kind.value for e in entries_of(purchase_id)] == ["record"]

@@ -436,8 +436,20 @@ def _require_counterparty(user: User, purchase: Purchase, doing: str) -> None:
 
 
 def purchase_confirm(user: User, purchase_id: int) -> PurchaseView:
-    """The other party confirms an off-platform purchase; the ledger then counts it."""
+    """The other party confirms an off-platform purchase; the ledger then counts it.
+
+    Confirming again what the same party confirmed answers as the first time and changes
+    nothing: a client whose first answer was lost after the commit (a dropped connection, a
+    database restart) may retry without being told of a conflict."""
     purchase = _locked_purchase(user, purchase_id)
+    party = _party_of(user)
+    if (
+        purchase.status is PurchaseStatus.CONFIRMED
+        and purchase.confirmation is Confirmation.COUNTERPARTY
+        and party is not None
+        and purchase.created_by_party is not party
+    ):
+        return PurchaseView(purchase)
     _require_counterparty(user, purchase, "confirm")
     confirm_purchase(purchase, by=user, confirmation=Confirmation.COUNTERPARTY)
     commit()
