@@ -67,8 +67,7 @@ from market.auth import CSRF_HEADER
 from market.clock import business_today
 from market.extensions import db
 from market.models import Demand, Organization, OrgKind, Purchase, Role
-from market.services.quotes import demand_fact, supplier_fact
-from search import spec
+from search import documents, spec
 from search.backends import SearchBackend, SupplierQuery
 from search.database import DatabaseSearchBackend
 from search.elastic import ElasticsearchBackend
@@ -1521,7 +1520,7 @@ class Marketplace(RuleBasedStateMachine):
             return
         with self.app.app_context():
             suppliers = [
-                supplier_fact(org)
+                documents.supplier_fact(documents.supplier_document(org))
                 for org in db.session.scalars(
                     select(Organization)
                     .where(Organization.kind == OrgKind.SUPPLIER)
@@ -1533,7 +1532,7 @@ class Marketplace(RuleBasedStateMachine):
                 )
             ]
             facts = {
-                demand.id: demand_fact(demand)
+                demand.id: documents.demand_fact(demand)
                 for demand in db.session.scalars(select(Demand).where(Demand.id.in_(open_demands)))
             }
             db.session.remove()
@@ -1569,7 +1568,7 @@ class Marketplace(RuleBasedStateMachine):
         open_demands = sorted(d.id for d in self.demands.values() if d.state == "open")
         with self.app.app_context():
             facts = [
-                demand_fact(demand)
+                documents.demand_fact(demand)
                 for demand in db.session.scalars(
                     select(Demand).where(Demand.id.in_(open_demands)).order_by(Demand.id)
                 )

@@ -312,14 +312,18 @@ class Invariants:
 
     # --- I7 ------------------------------------------------------------------------------------
 
-    def _unfinished(self) -> dict[int, tuple[OutboxStatus, int, str | None]]:
+    def _unfinished(self) -> dict[int, tuple[OutboxStatus, int, str | None, OutboxTopic]]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(
-                    OutboxEvent.id, OutboxEvent.status, OutboxEvent.attempts, OutboxEvent.last_error
+                    OutboxEvent.id,
+                    OutboxEvent.status,
+                    OutboxEvent.attempts,
+                    OutboxEvent.last_error,
+                    OutboxEvent.topic,
                 ).where(OutboxEvent.status != OutboxStatus.DONE)
             )
-            return {row.id: (row.status, row.attempts, row.last_error) for row in rows}
+            return {row.id: (row.status, row.attempts, row.last_error, row.topic) for row in rows}
 
     def admin_outbox(self) -> dict[int, dict[str, Any]]:
         listed: dict[int, dict[str, Any]] = {}
@@ -335,12 +339,21 @@ class Invariants:
             page += 1
 
     def i7_failures_listed(self) -> None:
-        before = self._unfinished()
-        listed = self.admin_outbox()
-        after = self._unfinished()
-        unlisted = sorted((before.keys() & after.keys()) - listed.keys())
-        if unlisted:
-            _fail("I7", f"outbox rows {unlisted} are not done and not listed for the admin")
+        # The list is paged by offset while jobs may still finish rows (events, email): a row
+        # finished on an earlier page shifts a later one onto a page already read. A row missed
+        # that way is listed on the next pass; one never listed in five passes is a real miss.
+        missed: set[int] | None = None
+        for _attempt in range(5):
+            before = self._unfinished()
+            listed = self.admin_outbox()
+            after = self._unfinished()
+            unlisted = (before.keys() & after.keys()) - listed.keys()
+            missed = unlisted if missed is None else missed & unlisted
+            if not missed:
+                break
+        if missed:
+            shown = {event_id: after.get(event_id) for event_id in sorted(missed)}
+            _fail("I7", f"outbox rows {shown} are not done and not listed for the admin")
         for event_id, item in listed.items():
             failed = item["status"] == OutboxStatus.DEAD.value or item["attempts"] > 0
             if failed and not item["last_error"]:
