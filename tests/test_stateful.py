@@ -166,7 +166,10 @@ class OrgM:
             tier=self.tier,
             categories=tuple(sorted(self.categories)),
             sites=tuple(
-                spec.SiteFact(s.id, s.place.lat, s.place.lon, s.active) for s in self.sites.values()
+                # Only active sites: the indexed document holds no other (search.documents).
+                spec.SiteFact(s.id, s.place.lat, s.place.lon)
+                for s in self.sites.values()
+                if s.active
             ),
             certifications=tuple(
                 spec.CertFact(
@@ -203,7 +206,7 @@ class DemandM:
             required_standards=self.standards,
             need_by=self.need_by,
             radius_km=self.radius_km,
-            tier_weights=spec.normalise_tier_weights(weights) if weights else None,
+            tier_weights=spec.normalise_tier_weights(weights),
         )
 
 
@@ -225,6 +228,7 @@ class PurchaseM:
     invoice: str
     status: str = "pending_confirmation"  # | confirmed | disputed | cancelled
     review: str | None = None  # pending (DUPLICATE_INVOICE) | released | rejected
+    confirmation: str | None = None  # counterparty | award, once confirmed
 
     @property
     def counted(self) -> bool:
@@ -431,7 +435,7 @@ class Marketplace(RuleBasedStateMachine):
         if answer:
             confirmer = supplier if maker is oem else oem
             self.call("POST", f"/purchases/{made['id']}/confirm", confirmer.headers, 200)
-            self.confirmed(self.purchases[made["id"]])
+            self.confirmed(self.purchases[made["id"]], "counterparty")
         return int(made["id"])
 
     @precondition(
@@ -1027,7 +1031,7 @@ class Marketplace(RuleBasedStateMachine):
             creator=OrgKind.OEM,
             invoice=invoice,
         )
-        self.confirmed(self.purchases[purchase["id"]])
+        self.confirmed(self.purchases[purchase["id"]], "award")
 
     def recorded(
         self,
@@ -1060,10 +1064,11 @@ class Marketplace(RuleBasedStateMachine):
         self.ledger.add(info, counted=False)
         self.coverage["purchases"] += 1
 
-    def confirmed(self, purchase: PurchaseM) -> None:
+    def confirmed(self, purchase: PurchaseM, how: str) -> None:
         """The model of a confirmation: the same supplier invoice confirmed by another OEM puts
         both in review (neither counts until an auditor releases it)."""
         purchase.status = "confirmed"
+        purchase.confirmation = how
         twins = [
             other
             for other in self.purchases.values()
@@ -1216,8 +1221,17 @@ class Marketplace(RuleBasedStateMachine):
         pool = pending if pending and data.draw(st.booleans(), label="pending") else candidates
         purchase = self.purchases[data.draw(st.sampled_from(pool), label="purchase")]
         party = purchase.creator if actor == "creator" else _other(purchase.creator)
+        # Confirming again what the counterparty confirmed answers as the first time and
+        # changes nothing (a retry after a lost answer).
+        repeated = (
+            action == "confirm"
+            and purchase.status == "confirmed"
+            and purchase.confirmation == "counterparty"
+        )
         if actor == "creator":
             expect = 403
+        elif repeated:
+            expect = 200
         elif purchase.status != "pending_confirmation":
             expect = 409
         else:
@@ -1238,8 +1252,11 @@ class Marketplace(RuleBasedStateMachine):
             self.coverage["disputes"] += 1
             return
         assert answered["status"] == "confirmed"
+        if repeated:
+            self.coverage["repeated confirmations"] += 1
+            return
         self.coverage["confirmations"] += 1
-        self.confirmed(purchase)
+        self.confirmed(purchase, "counterparty")
 
     @precondition(lambda self: bool(self.purchases))
     @rule(data=st.data())
