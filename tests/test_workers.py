@@ -53,7 +53,7 @@ from tests.faults.harness import work_horse_of
 from tests.insider import append_only_guards_off
 from tests.timing import scaled
 from workers import outbox
-from workers.queue import enqueue, jobs
+from workers.queue import DRAIN_QUEUE, QUEUES, enqueue, jobs
 from workers.scheduler import warn_expiring_certifications
 
 REPO = Path(__file__).resolve().parent.parent
@@ -404,7 +404,7 @@ def queue_is_idle(rq_app: Any) -> bool:
     with rq_app.app_context():
         transport = jobs()
         connection = transport.connection()
-        for name in ("default", "periodic"):
+        for name in QUEUES:
             queue = transport.queue(name, connection)
             if queue.count or queue.started_job_registry.count:
                 return False
@@ -555,12 +555,12 @@ def test_the_sweeper_recovers_everything_redis_lost(live, committed_db, app):
     redis = live["redis"]
     with live["rq_app"].app_context():
         outbox.publish(event_ids)  # one drain job is queued...
-        assert jobs().queue("default").count == 1
+        assert jobs().queue(DRAIN_QUEUE).count == 1
     lost = [key for key in redis.scan_iter(match=f"*{RUN_ID}*", count=1000)]
     assert lost
     redis.delete(*lost)  # ...and Redis loses it (restarted empty, flushed, evicted)
     with live["rq_app"].app_context():
-        assert jobs().queue("default").count == 0
+        assert jobs().queue(DRAIN_QUEUE).count == 0
     live["processes"].start("worker")
     live["processes"].start("scheduler", "--sweep-every", "1")
     wait_for(

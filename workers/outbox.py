@@ -37,7 +37,7 @@ from market.extensions import db
 from market.models import OutboxEvent, OutboxStatus, OutboxTopic
 from market.services.pagination import Page, paginate
 from market.services.unit_of_work import commit, rollback
-from workers.queue import PERIODIC_QUEUE, enqueue, jobs
+from workers.queue import DRAIN_QUEUE, PERIODIC_QUEUE, enqueue, jobs
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def request_drain(name: str, *, force: bool = False) -> bool:
             return False
         if not first and not force:
             return True
-    return enqueue(drain, name, job_id=f"drain-{name}-{uuid.uuid4().hex[:16]}")
+    return enqueue(drain, name, job_id=f"drain-{name}-{uuid.uuid4().hex[:16]}", queue=DRAIN_QUEUE)
 
 
 def _clear_drain_flag(name: str) -> None:

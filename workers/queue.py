@@ -5,7 +5,9 @@ job id. Job ids and queue names carry the configured prefix (``RQ_QUEUE_PREFIX``
 deployments (or test runs) can share one Redis without ever touching each other's jobs.
 
 Queues, in the order a worker serves them: ``periodic`` (the sweeper and other scheduled jobs,
-first so a backlog never delays recovery), then ``default``.
+first so a backlog never delays recovery), ``drains`` (the batch drains of the outbox: the
+ledger's, so a burst of notifications and search syncs never delays the money, nor the retry
+of a drain whose work-horse died), then ``default`` (one job per outbox row).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from rq.job import Job, JobStatus
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE = "default"
+DRAIN_QUEUE = "drains"
 PERIODIC_QUEUE = "periodic"
-QUEUES = (PERIODIC_QUEUE, DEFAULT_QUEUE)
+QUEUES = (PERIODIC_QUEUE, DRAIN_QUEUE, DEFAULT_QUEUE)
 JOB_TIMEOUT = 60
 RESULT_TTL = 3600
 FAILURE_TTL = 7 * 24 * 3600

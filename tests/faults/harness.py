@@ -302,9 +302,14 @@ class Processes:
             time.sleep(0.05)
 
     def logs(self) -> str:
+        """The end of every log (for failure messages)."""
         return "\n".join(
             f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}" for _, log in self.running
         )
+
+    def logged(self, line: str) -> bool:
+        """Whether any process logged ``line``, anywhere in its whole log."""
+        return any(line in log.read_text(errors="replace") for _, log in self.running)
 
     @staticmethod
     def terminate(process: subprocess.Popen[bytes]) -> None:

@@ -17,7 +17,7 @@ import pytest
 from tests.faults.conftest import Stack, StackFactory
 from tests.faults.harness import Reply, build_world, confirm_purchase, purchase_body
 from tests.faults.toolkit import PrivateRedis, wait_until
-from workers.queue import jobs
+from workers.queue import DRAIN_QUEUE, jobs
 
 pytestmark = [pytest.mark.faults, pytest.mark.redis]
 
@@ -65,10 +65,10 @@ def wait_recorded(stack: Stack, acknowledged: list[int], what: str) -> float:
 
 
 def queued_drains(stack: Stack) -> int:
-    """Jobs waiting in the default queue (the ledger's drains; the scheduler's own jobs go to
-    the periodic queue, which it refills at once after a restart)."""
+    """Jobs waiting in the drains queue (the ledger's; the scheduler's own jobs go to the
+    periodic queue, which it refills at once after a restart)."""
     with stack.app.app_context():
-        return jobs().queue("default").count
+        return jobs().queue(DRAIN_QUEUE).count
 
 
 def test_redis_down_during_purchases(
