@@ -31,6 +31,26 @@ ES = os.environ.get("BENCH_ES", "http://127.0.0.1:9200")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
 DEMAND_TITLE = "benchmark demand"
 BENCH_SEED = 8
+# The checkpoint signing key of the benchmark worlds (production refuses to make one up, and
+# seed-demo submits a claim, which issues a checkpoint): generated once, kept with the
+# instance files so later runs sign with the same key.
+SIGNING_KEY = ROOT / "instance" / "bench-ledger-signing-key.pem"
+
+
+def signing_key_file() -> str:
+    if not SIGNING_KEY.exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        SIGNING_KEY.parent.mkdir(parents=True, exist_ok=True)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        SIGNING_KEY.write_bytes(pem)
+        SIGNING_KEY.chmod(0o600)
+    return str(SIGNING_KEY)
 
 
 def label(size: int) -> str:
@@ -63,6 +83,7 @@ class World:
             "ELASTICSEARCH_INDEX_PREFIX": self.prefix,
             "RQ_QUEUE_PREFIX": self.prefix,
             "LOG_LEVEL": "WARNING",
+            "LEDGER_SIGNING_KEY": signing_key_file(),
         }
         if elasticsearch:
             env["ELASTICSEARCH_URL"] = ES
@@ -95,6 +116,7 @@ class World:
             JOB_MODE="rq",
             RQ_QUEUE_PREFIX=self.prefix,
             LOG_LEVEL="WARNING",
+            LEDGER_SIGNING_KEY=env["LEDGER_SIGNING_KEY"],
             **overrides,
         )
         with app.app_context():

@@ -33,6 +33,7 @@ def create_app(config: type[Config] | None = None, **overrides: Any) -> Flask:
     _prepare_embedded_database(app)
 
     db.init_app(app)
+    _ping_idle_connections(app)
     _release_sessions_quietly(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), compare_type=True)
     login_manager.init_app(app)
@@ -86,6 +87,14 @@ def _prepare_embedded_database(app: Flask) -> None:
         options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         options.setdefault("connect_args", {"timeout": 15})
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
+def _ping_idle_connections(app: Flask) -> None:
+    from market.pool import ping_idle_connections
+
+    with app.app_context():
+        for engine in db.engines.values():
+            ping_idle_connections(engine, app.config["DATABASE_PING_IDLE_SECONDS"])
 
 
 def _release_sessions_quietly(app: Flask) -> None:

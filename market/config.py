@@ -39,7 +39,10 @@ class Config:
     SQLALCHEMY_DATABASE_URI = normalise_database_url(
         _env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'market.db'}") or ""
     )
-    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {"pool_pre_ping": True}
+    # No pool_pre_ping (a round trip on every request): market.pool pings only connections
+    # that sat idle this many seconds.
+    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {}
+    DATABASE_PING_IDLE_SECONDS = float(_env("DATABASE_PING_IDLE_SECONDS", "5") or 5)
     # PostgreSQL: the role the application connects as, granted its rights by `flask db upgrade`
     # (run as the tables' owner); it may only SELECT and INSERT the ledger tables.
     DATABASE_APP_ROLE = _env("DATABASE_APP_ROLE")
@@ -156,7 +159,6 @@ class ProductionConfig(Config):
 
     NAME = "production"
     SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {
-        "pool_pre_ping": True,
         "pool_size": 10,
         "max_overflow": 10,
     }

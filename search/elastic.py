@@ -16,7 +16,14 @@ from collections.abc import Collection, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
-from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
+from elasticsearch import (
+    ApiError,
+    Elasticsearch,
+    NotFoundError,
+    OrjsonSerializer,
+    TransportError,
+    helpers,
+)
 
 from search import queries, spec
 from search.backends import (
@@ -44,7 +51,12 @@ class ElasticsearchBackend(SearchBackend):
         self, url: str, index_prefix: str, timeout: float, breaker_seconds: float = 10.0
     ) -> None:
         self.client = Elasticsearch(
-            url, request_timeout=timeout, retry_on_timeout=False, max_retries=0
+            url,
+            request_timeout=timeout,
+            retry_on_timeout=False,
+            max_retries=0,
+            # orjson for request bodies and answers: a third of the client's own time.
+            serializer=OrjsonSerializer(),
         )
         self.index_prefix = index_prefix.lower()  # index names must be lower case
         self.breaker_seconds = breaker_seconds

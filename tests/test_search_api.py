@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import timedelta
 
@@ -9,6 +10,8 @@ import pytest
 
 from market.clock import business_today
 from market.models import OrgKind, OrgStatus, Role
+from market.schemas import link_header
+from market.schemas.search import MatchPageSchema, SupplierSearchPageSchema
 from search import spec
 from tests import factories
 
@@ -226,3 +229,51 @@ def test_bad_search_parameters_are_422_with_the_field(client, market, params, fi
 
 def test_search_needs_a_signed_in_user(client, market):
     assert client.get("/api/v1/suppliers/search").status_code == 401
+
+
+# --- pages sent as built (market.api.pagination.prebuilt_page) ----------------------------------
+
+
+def _types(value):
+    """The JSON shape of a value: its types all the way down (1 and "1" differ; 1 and 1.0 are
+    both numbers)."""
+    if isinstance(value, dict):
+        return {key: _types(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_types(item) for item in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return type(value).__name__
+    return "number"
+
+
+@pytest.mark.parametrize(
+    ("path", "schema"),
+    [
+        ("/api/v1/demands/{demand}/matches", MatchPageSchema),
+        ("/api/v1/demands/{demand}/matches?page=2&per_page=1", MatchPageSchema),
+        ("/api/v1/demands/{demand}/matches?page=9&per_page=1", MatchPageSchema),
+        ("/api/v1/suppliers/search?q=制动+calipers", SupplierSearchPageSchema),
+        (
+            f"/api/v1/suppliers/search?lat={PLANT[0]}&lon={PLANT[1]}&radius_km=50"
+            "&cert=iatf-16949&per_page=1",
+            SupplierSearchPageSchema,
+        ),
+        ("/api/v1/suppliers/search?q=卡钳&specialized=false&city=广州", SupplierSearchPageSchema),
+    ],
+)
+def test_pages_sent_as_built_are_what_their_schema_dumps(client, market, path, schema):
+    """The hot read paths skip the schema dump; what they send must be exactly what the
+    documented schema would have sent (values, types, links and the Link header)."""
+    response = client.get(
+        path.format(demand=market["demand"].id), headers=factories.auth(market["buyer"])
+    )
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    links = body.pop("links")
+    dumped = json.loads(json.dumps(schema().dump(body)))  # no request context: no links added
+    assert body == dumped
+    assert _types(body) == _types(dumped)
+    assert body["items"] or body["meta"]["page"] > body["meta"]["pages"]
+    assert set(links) == {"self", "next", "prev"}
+    assert links["self"].endswith(f"page={body['meta']['page']}")
+    assert response.headers["Link"] == link_header(links)

@@ -69,13 +69,16 @@ class PageSchema(Schema):
         data["links"] = links
 
         @after_this_request
-        def link_header(response: Response) -> Response:
-            response.headers["Link"] = ", ".join(
-                f'<{url}>; rel="{rel}"' for rel, url in links.items() if url is not None
-            )
+        def add_link_header(response: Response) -> Response:
+            response.headers["Link"] = link_header(links)
             return response
 
         return data
+
+
+def link_header(links: dict[str, str | None]) -> str:
+    """The RFC 8288 ``Link`` header of a page's links."""
+    return ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links.items() if url is not None)
 
 
 def page_links(page: int, pages: int) -> dict[str, str | None]:
