@@ -18,11 +18,13 @@ from market.schemas.search import (
     SupplierSearchQuerySchema,
 )
 from market.services import search as services
+from market.services.unit_of_work import reads_only
 
 blp = Blueprint("search", __name__, description="Ranked matching and supplier search")
 
 
 @blp.route("/demands/<int:demand_id>/matches")
+@reads_only
 @allow(Role.BUYER, Role.AUDITOR, Role.ADMIN)
 @blp.arguments(MatchQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, MatchPageSchema)
@@ -40,6 +42,7 @@ def demand_matches(args: dict[str, Any], demand_id: int) -> Response:
 
 
 @blp.route("/suppliers/search")
+@reads_only
 @allow(Role.BUYER, Role.SUPPLIER, Role.AUDITOR, Role.ADMIN)
 @blp.arguments(SupplierSearchQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, SupplierSearchPageSchema)
