@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from bench.stats import Report
 
-CASES = ("matches", "reindex", "ledger", "purchases")
+CASES = ("matches", "reindex", "ledger", "purchases", "gaps")
 SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 
 
@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import purchases
 
         purchases.run(report, args)
+    if "gaps" in args.cases:
+        from bench import gaps
+
+        gaps.run(report, args)
     report.fact(f"whole run: {time.perf_counter() - started:.0f} s")
     print(report.render())
     return 0 if all(goal.met for goal in report.goals) else 1
