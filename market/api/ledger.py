@@ -3,7 +3,8 @@ baselines (admins write, auditors read); the outbox's dead and pending rows (adm
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Response, stream_with_context
 from flask.views import MethodView
@@ -50,12 +51,34 @@ blp = Blueprint(
 
 READERS = (Role.AUDITOR, Role.ADMIN)
 # The 200 response's description (one for all its content types).
+F = TypeVar("F", bound=Callable[..., Any])
 LEDGER_FORMATS = "JSON pages; with format=csv: UTF-8 CSV with a BOM; with format=xlsx: a workbook"
 SUMMARY_FORMATS = (
     "The summary; with format=csv: UTF-8 CSV with a BOM, one row per OEM; with format=xlsx: "
     "a workbook, one row per OEM and a 合计 (totals) row"
 )
 TOO_MANY_ROWS = "More than 50,000 entries for one XLSX export: narrow the query or use format=csv."
+
+
+def _exports(description: str) -> Callable[[F], F]:
+    """Document the CSV and XLSX downloads beside the JSON 200 answer.
+
+    With a schema each, so their content types are merged into the 200 response's document
+    (without one, flask-smorest keeps only the description and the export goes undocumented).
+    """
+
+    def decorate(view: F) -> F:
+        view = blp.alt_response(
+            200,
+            description=description,
+            schema={"type": "string", "format": "binary"},
+            content_type=XLSX_MIMETYPE,
+        )(view)
+        return blp.alt_response(
+            200, description=description, schema={"type": "string"}, content_type="text/csv"
+        )(view)
+
+    return decorate
 
 
 def _jurisdiction(user: User) -> tuple[str, ...] | None:
@@ -84,20 +107,7 @@ def _filters(args: dict[str, Any]) -> ledger.LedgerFilter:
 @allow(*READERS)
 @blp.arguments(LedgerQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, page_of(LedgerEntrySchema))
-# With a schema, so the text/csv content is merged into the 200 response's document (without
-# one, flask-smorest keeps only the description and the export goes undocumented).
-@blp.alt_response(
-    200,
-    description=LEDGER_FORMATS,
-    schema={"type": "string"},
-    content_type="text/csv",
-)
-@blp.alt_response(
-    200,
-    description=LEDGER_FORMATS,
-    schema={"type": "string", "format": "binary"},
-    content_type=XLSX_MIMETYPE,
-)
+@_exports(LEDGER_FORMATS)
 def ledger_entries(args: dict[str, Any]) -> Any:
     """Ledger entries in ledger order, filtered; JSON pages or a CSV or XLSX export.
 
@@ -137,18 +147,7 @@ def _download(body: Any, filename: str) -> Response:
 @allow(Role.BUYER, *READERS)
 @blp.arguments(SummaryExportQuerySchema, location="query", unknown=RAISE)
 @blp.response(200, SummarySchema)
-@blp.alt_response(
-    200,
-    description=SUMMARY_FORMATS,
-    schema={"type": "string"},
-    content_type="text/csv",
-)
-@blp.alt_response(
-    200,
-    description=SUMMARY_FORMATS,
-    schema={"type": "string", "format": "binary"},
-    content_type=XLSX_MIMETYPE,
-)
+@_exports(SUMMARY_FORMATS)
 def ledger_summary(args: dict[str, Any]) -> Any:
     """Per OEM for a year: T, B, I*, S*, held, cap (buyers: their own organization only).
 
