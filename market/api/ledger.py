@@ -49,9 +49,9 @@ blp = Blueprint(
     "ledger", __name__, description="The near-shore purchase ledger and the subsidy policy"
 )
 
+F = TypeVar("F", bound=Callable[..., Any])
 READERS = (Role.AUDITOR, Role.ADMIN)
 # The 200 response's description (one for all its content types).
-F = TypeVar("F", bound=Callable[..., Any])
 LEDGER_FORMATS = "JSON pages; with format=csv: UTF-8 CSV with a BOM; with format=xlsx: a workbook"
 SUMMARY_FORMATS = (
     "The summary; with format=csv: UTF-8 CSV with a BOM, one row per OEM; with format=xlsx: "
