@@ -13,24 +13,20 @@ import argparse
 import time
 from typing import Any
 
+from bench.matching import SITE_KM, ensure_index, prepare_sql
 from bench.stats import Report, Row
 from bench.world import World, admin_token, label, prepare
-from search import spec
 
 GAPS_ROUNDS = 7
 RADIUS_KM = 100
 
 PLAIN_SQL = f"""
 WITH near AS (
-  SELECT DISTINCT s.organization_id FROM sites s
-  WHERE s.active AND 2 * {spec.EARTH_RADIUS_KM!r} * asin(least(1, sqrt(
-        sin(radians(s.lat - %(lat)s) / 2) ^ 2
-        + cos(radians(%(lat)s)) * cos(radians(s.lat)) * sin(radians(s.lon - %(lon)s) / 2) ^ 2
-      ))) <= %(radius)s
+  SELECT DISTINCT s.organization_id FROM sites s WHERE s.active AND {SITE_KM} <= %(radius)s
 )
 SELECT path, count(*) FROM bench_supplier_paths p JOIN near USING (organization_id),
      unnest(p.paths) AS path
-GROUP BY path"""  # noqa: S608  (only a constant of the spec is formatted in)
+GROUP BY path"""  # noqa: S608  (only the spec's distance formula is formatted in)
 
 
 def _views(plant: int) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -98,8 +94,6 @@ def case_gaps(world: World, report: Report) -> None:
 
 
 def run(report: Report, args: argparse.Namespace) -> None:
-    from bench.matching import ensure_index, prepare_sql
-
     for size in args.sizes:
         world = prepare(size, log=report.fact)
         ensure_index(world, report, timed=False)

@@ -107,7 +107,7 @@ def run(entries: int, claim: int, runs: int) -> dict[str, Any]:
     try:
         with app.app_context(), app.test_request_context():
             db.create_all()
-            checkpoints._generate_key_file(folder / "key.pem")
+            checkpoints.generate_key_file(folder / "key.pem")
             started = time.perf_counter()
             oem, seqs = _fill_ledger(entries, claim)
             checkpoint = checkpoints.issue_checkpoint()

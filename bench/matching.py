@@ -65,6 +65,11 @@ candidates AS (
         AND (c.valid_until IS NULL OR c.valid_until >= %(need_by)s)))
 )"""
 # Only constants of the spec are formatted into these queries; values are bound parameters.
+# The spec's haversine distance (km) from %(lat)s, %(lon)s to the site ``s``.
+SITE_KM = f"""2 * {spec.EARTH_RADIUS_KM!r} * asin(least(1, sqrt(
+      sin(radians(s.lat - %(lat)s) / 2) ^ 2
+      + cos(radians(%(lat)s)) * cos(radians(s.lat)) * sin(radians(s.lon - %(lon)s) / 2) ^ 2
+  )))"""
 _RANKED = f"""
 SELECT organization_id, score, km, count(*) OVER () AS total FROM (
   SELECT organization_id, km,
@@ -77,10 +82,7 @@ LIMIT {PER_PAGE}"""  # noqa: S608
 PLAIN_SQL = f"""
 WITH {_CANDIDATES},
 nearest AS (
-  SELECT c.organization_id, c.tier, min(2 * {spec.EARTH_RADIUS_KM!r} * asin(least(1, sqrt(
-      sin(radians(s.lat - %(lat)s) / 2) ^ 2
-      + cos(radians(%(lat)s)) * cos(radians(s.lat)) * sin(radians(s.lon - %(lon)s) / 2) ^ 2
-  )))) AS km
+  SELECT c.organization_id, c.tier, min({SITE_KM}) AS km
   FROM candidates c JOIN sites s ON s.organization_id = c.organization_id AND s.active
   WHERE s.lat BETWEEN %(lat_min)s AND %(lat_max)s AND s.lon BETWEEN %(lon_min)s AND %(lon_max)s
   GROUP BY c.organization_id, c.tier

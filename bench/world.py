@@ -38,18 +38,9 @@ SIGNING_KEY = ROOT / "instance" / "bench-ledger-signing-key.pem"
 
 
 def signing_key_file() -> str:
-    if not SIGNING_KEY.exists():
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from market.ledger.checkpoints import generate_key_file
 
-        SIGNING_KEY.parent.mkdir(parents=True, exist_ok=True)
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        SIGNING_KEY.write_bytes(pem)
-        SIGNING_KEY.chmod(0o600)
+    generate_key_file(SIGNING_KEY)  # once: an existing key is kept
     return str(SIGNING_KEY)
 
 

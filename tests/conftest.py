@@ -208,17 +208,10 @@ def make_test_app(database_url: str, **overrides: Any) -> Flask:
 @pytest.fixture(scope="session")
 def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The run's checkpoint signing key, a file as production would configure it."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from market.ledger.checkpoints import generate_key_file
 
     path = tmp_path_factory.mktemp("keys") / "ledger_signing_key.pem"
-    path.write_bytes(
-        Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    generate_key_file(path)
     return str(path)
 
 

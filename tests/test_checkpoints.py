@@ -65,7 +65,7 @@ def signing_key(app: Flask, tmp_path: Path) -> Iterator[Path]:
     app.config["LEDGER_SIGNING_KEY"] = str(path)
     with app.app_context():
         # The embedded default generates into instance/; here: the same generator, this path.
-        checkpoints._generate_key_file(path)
+        checkpoints.generate_key_file(path)
     yield path
     app.config["LEDGER_SIGNING_KEY"] = original
 

@@ -53,7 +53,7 @@ def signing_key(app: Flask, tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "key.pem"
     app.config["LEDGER_SIGNING_KEY"] = str(path)
     with app.app_context():
-        checkpoints._generate_key_file(path)
+        checkpoints.generate_key_file(path)
     yield path
     app.config["LEDGER_SIGNING_KEY"] = original
 

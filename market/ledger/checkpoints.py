@@ -92,7 +92,7 @@ def signing_key() -> Ed25519PrivateKey:
         else:
             path = _default_key_file()
             if not path.exists():
-                _generate_key_file(path)
+                generate_key_file(path)
         try:
             pem = path.read_bytes()
         except OSError as exc:
@@ -108,7 +108,8 @@ def signing_key() -> Ed25519PrivateKey:
     return key
 
 
-def _generate_key_file(path: Path) -> None:
+def generate_key_file(path: Path) -> None:
+    """A new Ed25519 key as an unencrypted PKCS#8 PEM file (mode 600), unless one is there."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM,

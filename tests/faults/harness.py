@@ -208,18 +208,10 @@ def stack_env(
 
 def make_signing_key_file(instance_dir: Path) -> Path:
     """Production brings its own checkpoint signing key: a file, as an operator would."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from market.ledger.checkpoints import generate_key_file
 
     path = instance_dir / "ledger_signing_key.pem"
-    if not path.exists():
-        path.write_bytes(
-            Ed25519PrivateKey.generate().private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+    generate_key_file(path)  # an existing key is kept
     return path
 
 
