@@ -12,12 +12,15 @@ import xml.etree.ElementTree as ET
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 
 from market.clock import business_today
 from market.geo import KM_PER_DEGREE
 from market.models import DemandState, OrgKind, OrgStatus, Role
+from market.services import gaps as gap_service
 from tests import factories
+from tests.conftest import USE_POSTGRES
 
 GAPS = "/api/v1/insights/gaps"
 PROVINCE = "/api/v1/insights/gaps/province"
@@ -123,6 +126,28 @@ def test_the_plant_view_counts_what_the_spec_would_match(client, world):
         "lat": PLANT_AT[0],
         "lon": PLANT_AT[1],
     }
+
+
+@pytest.mark.skipif(not USE_POSTGRES, reason="the packed transfer is PostgreSQL's")
+@pytest.mark.parametrize(
+    "options",
+    [
+        gap_service.GapOptions(radius_km=100, depth=1),
+        gap_service.GapOptions(radius_km=100, depth=3, certs=("iatf-16949",)),
+    ],
+    ids=["depth 1", "depth 3, certified"],
+)
+def test_packed_columns_are_the_rows(world, options):
+    """The candidates arrive on PostgreSQL as packed binary columns; they must be exactly what
+    the rows say (the embedded default's way), row order and all."""
+    factories.make_site(world["c"], at=north(3))  # a supplier with sites in two places
+    factories.make_certification(world["c"], "iatf-16949")
+    packed = gap_service.load_candidates([], options, packed=True)
+    as_rows = gap_service.load_candidates([], options, packed=False)
+    assert len(packed.orgs) >= 2 and len(packed.pair_org) >= 2 and len(packed.lat) >= 3
+    for name in ("orgs", "tiers", "site_org", "lat", "lon", "pair_org", "pair_category"):
+        np.testing.assert_array_equal(getattr(packed, name), getattr(as_rows, name), err_msg=name)
+        assert getattr(packed, name).dtype == getattr(as_rows, name).dtype, name
 
 
 def test_depth_one_and_three(client, world):
