@@ -22,7 +22,9 @@ from market.models import (
     Purchase,
     PurchaseSource,
     PurchaseStatus,
+    SubsidyPolicy,
 )
+from market.services import unit_of_work
 from tests import factories
 from tests import test_demands as shared
 from tests.test_demands import (
@@ -761,3 +763,63 @@ def test_a_page_of_purchases_costs_the_same_queries_whatever_its_size(client, ma
         return len(seen)
 
     assert statements(1) == statements(6) > 0
+
+
+def test_a_new_policy_version_reaches_the_preview_at_once(client, market):
+    """The preview caches the policy terms keyed by a fingerprint of the table read in the
+    same statement: a version added by anyone (another process, an operator) is seen by the
+    very next preview, with no explicit invalidation in this process."""
+    first = record(client, market, amount="10000.00", invoice_number="INV-P1")
+    assert first.status_code == 201, first.get_json()
+    assert first.get_json()["subsidy_preview"]["policy_version"] == 1  # the terms now cached
+    db.session.add(
+        SubsidyPolicy(
+            version=2,
+            effective_from=date(2020, 1, 1),
+            effective_until=None,
+            province_prefix="44",
+            max_distance_km=Decimal("300.000"),
+            rate=Decimal("0.050000"),
+            annual_cap=Decimal("2000000.00"),
+        )
+    )
+    db.session.flush()
+    second = record(client, market, amount="10000.00", invoice_number="INV-P2")
+    preview = second.get_json()["subsidy_preview"]
+    assert (preview["policy_version"], preview["increment"], preview["subsidy"]) == (
+        2,
+        "10000.00",
+        "500.00",
+    )
+
+
+def test_recording_and_confirming_take_few_statements(client, market, monkeypatch):
+    """The lean paths (issue 18): one read and one write to record (besides signing in), a
+    guarded UPDATE, the supplier lock, the twins and the outbox row to confirm; no reload."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        pytest.skip("the combined write is PostgreSQL's")
+    record(client, market, invoice_number="INV-WARM")  # warm the policy cache
+    # The inline jobs the tests run after a commit are not the request's statements.
+    monkeypatch.setattr(unit_of_work, "_publisher", lambda ids, topics: None)
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = db.session.get_bind().engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        created = record(client, market, invoice_number="INV-COUNT")
+        recorded = list(statements)
+        statements.clear()
+        confirmed = confirm(client, market, created.get_json()["id"])
+        confirming = list(statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert created.status_code == 201 and confirmed.status_code == 200
+    mine = [s for s in recorded if "api_tokens" not in s and "SAVEPOINT" not in s.upper()]
+    assert len(mine) == 2, mine
+    mine = [s for s in confirming if "api_tokens" not in s and "SAVEPOINT" not in s.upper()]
+    assert len(mine) == 4, mine
+    assert confirmed.get_json()["status"] == "confirmed"
+    assert confirmed.get_json()["supplier_name"] == created.get_json()["supplier_name"]

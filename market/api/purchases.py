@@ -25,7 +25,7 @@ from market.schemas.marketplace import (
     PurchaseSchema,
 )
 from market.services import idempotency, purchases
-from market.services.purchases import PurchaseView
+from market.services.purchases import PurchaseRow, PurchaseView
 
 blp = Blueprint("purchases", __name__, description="Purchases of OEMs from suppliers (CNY)")
 
@@ -94,7 +94,7 @@ class PurchaseConfirm(MethodView):
     @blp.alt_response(403, description="Your organization recorded it: the other party confirms")
     @blp.alt_response(404, description="No such purchase of your organization")
     @blp.alt_response(409, description="Not waiting for a confirmation")
-    def post(self, purchase_id: int) -> Purchase:
+    def post(self, purchase_id: int) -> Purchase | PurchaseRow:
         """Confirm a purchase the other party recorded; the ledger then counts it.
 
         Only the party that did not record the purchase may confirm it; then a worker appends it to
@@ -111,7 +111,7 @@ class PurchaseDispute(MethodView):
     @blp.alt_response(403, description="Your organization recorded it: the other party disputes")
     @blp.alt_response(404, description="No such purchase of your organization")
     @blp.alt_response(409, description="Not waiting for a confirmation")
-    def post(self, data: dict[str, Any], purchase_id: int) -> Purchase:
+    def post(self, data: dict[str, Any], purchase_id: int) -> Purchase | PurchaseRow:
         """Dispute a purchase the other party recorded (with a reason); it is never counted.
 
         A disputed purchase never enters the ledger; the reason is kept for the record.
@@ -126,7 +126,7 @@ class PurchaseReview(MethodView):
     @blp.response(200, PurchaseSchema)
     @blp.alt_response(404, description="No such purchase")
     @blp.alt_response(409, description="Not waiting for an invoice review")
-    def post(self, data: dict[str, Any], purchase_id: int) -> Purchase:
+    def post(self, data: dict[str, Any], purchase_id: int) -> Purchase | PurchaseRow:
         """Release or reject a purchase held for a duplicate invoice (DUPLICATE_INVOICE).
 
         For auditors and admins: the same (supplier, invoice number) was recorded by two OEMs, so
@@ -145,7 +145,7 @@ class PurchaseCancel(MethodView):
     @blp.alt_response(404, description="No such purchase of your organization")
     @blp.alt_response(403, description="A supplier may only withdraw its own unconfirmed one")
     @blp.alt_response(409, description="Already cancelled or disputed")
-    def post(self, data: dict[str, Any], purchase_id: int) -> Purchase:
+    def post(self, data: dict[str, Any], purchase_id: int) -> Purchase | PurchaseRow:
         """Cancel a purchase (with a reason); a counted one is reversed by the ledger.
 
         Buyers and admins may cancel any purchase of the OEM; a supplier may withdraw an

@@ -43,6 +43,8 @@ from market.ledger.reports import (
     ledger_summary,
     oem_position,
     preview,
+    preview_from,
+    preview_inputs,
 )
 from market.ledger.rules import Reason, decide_near_shore, position_of
 
@@ -75,6 +77,8 @@ __all__ = [
     "policy_for_year",
     "position_of",
     "preview",
+    "preview_from",
+    "preview_inputs",
     "settle_year",
     "sync_purchase",
     "sync_purchases",

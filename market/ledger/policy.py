@@ -8,12 +8,15 @@ baseline) but earns no subsidy.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ScalarSelect, func, select, type_coerce
+from sqlalchemy.types import String
 
 from market.database import CENT
 from market.extensions import db
@@ -108,3 +111,44 @@ def load_policy_terms(*, seed: bool = False) -> list[PolicyTerms]:
         ensure_default_policy()
         return load_policy_terms()
     return [DEFAULT_POLICY]
+
+
+# (engine URL) -> (fingerprint, terms): the terms last read from each database.
+_cache: dict[str, tuple[tuple[Any, ...], list[PolicyTerms]]] = {}
+_cache_lock = threading.Lock()
+
+
+def policy_fingerprint() -> ScalarSelect[Any]:
+    """A scalar subquery naming the current set of policy versions, to read beside other
+    facts: ``count:max id:latest created_at`` (versions are only ever added)."""
+    return (
+        select(
+            func.count().cast(String)
+            + type_coerce(":", String)
+            + func.coalesce(func.max(SubsidyPolicy.id), 0).cast(String)
+            + type_coerce(":", String)
+            + func.coalesce(func.max(SubsidyPolicy.created_at).cast(String), "")
+        )
+        .select_from(SubsidyPolicy)
+        .scalar_subquery()
+    )
+
+
+def cached_policy_terms(fingerprint: str | None) -> list[PolicyTerms]:
+    """The terms ``load_policy_terms`` would read, from the cache when the table's
+    ``fingerprint`` (read by the caller in the same transaction) is the one they were read at."""
+    key = db.session.get_bind().engine.url.render_as_string(hide_password=True)
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None and hit[0] == (fingerprint,):
+        return hit[1]
+    terms = load_policy_terms()
+    with _cache_lock:
+        _cache[key] = ((fingerprint,), terms)
+    return terms
+
+
+def forget_policy_terms() -> None:
+    """Drop the cached terms (a policy version was added in this process)."""
+    with _cache_lock:
+        _cache.clear()

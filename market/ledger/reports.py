@@ -14,15 +14,18 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.orm import aliased
 
+from market.clock import business_date
 from market.extensions import db
 from market.ledger import sheets
-from market.ledger.append import PurchaseFact, load_book
+from market.ledger.append import Book, PurchaseFact, YearState, load_book
 from market.ledger.chain import MONEY_FIELDS
-from market.ledger.policy import policy_for_year
+from market.ledger.policy import cached_policy_terms, policy_fingerprint, policy_for_year
 from market.ledger.rules import METRE, ZERO, Position, decide_near_shore, money
 from market.models import (
+    DeclaredBaseline,
     EntryKind,
     LedgerEntry,
+    LedgerTotal,
     Organization,
     OutboxEvent,
     OutboxStatus,
@@ -499,12 +502,57 @@ def _yuan(amount: Decimal) -> str:
     return f"¥{amount:,.2f}"
 
 
+def preview_inputs(oem_org_id: int, year: int) -> list[ColumnElement[Any]]:
+    """What a preview of a purchase of (``oem_org_id``, ``year``) reads, as labelled scalar
+    subqueries a caller adds to its own statement (so the preview costs no round trip of its
+    own): T of the year and of the one before (the ``ledger_totals`` the worker keeps), the
+    declared baseline of the year before, when the OEM was verified, and the policy
+    fingerprint (the terms themselves come from the cache)."""
+
+    def total(of_year: int) -> Any:
+        return (
+            select(LedgerTotal.near_shore_total)
+            .where(LedgerTotal.oem_org_id == oem_org_id, LedgerTotal.year == of_year)
+            .scalar_subquery()
+        )
+
+    declared = select(DeclaredBaseline.amount).where(
+        DeclaredBaseline.oem_org_id == oem_org_id, DeclaredBaseline.year == year - 1
+    )
+    verified = select(Organization.verified_at).where(Organization.id == oem_org_id)
+    return [
+        total(year).label("preview_total"),
+        total(year - 1).label("preview_prior_total"),
+        declared.scalar_subquery().label("preview_declared_prior"),
+        verified.scalar_subquery().label("preview_verified_at"),
+        policy_fingerprint().label("preview_policies"),
+    ]
+
+
+def preview_from(fact: PurchaseFact, row: Any) -> SubsidyPreview:
+    """The preview of ``fact`` from a row holding the columns of :func:`preview_inputs`."""
+    oem, year = fact.key
+    book = Book(policies=cached_policy_terms(row.preview_policies))
+    for of_year, total in ((year, row.preview_total), (year - 1, row.preview_prior_total)):
+        if total is not None:
+            book.states[(oem, of_year)] = YearState(near_shore_total=money(total))
+    if row.preview_declared_prior is not None:
+        book.declared[(oem, year - 1)] = row.preview_declared_prior
+    verified_at = row.preview_verified_at
+    book.verified_on = {oem: business_date(verified_at) if verified_at else None}
+    return _preview(fact, book)
+
+
 def preview(fact: PurchaseFact) -> SubsidyPreview:
     """The change to I* and S* this purchase would cause if it were counted now, from the
     totals the worker keeps (an estimate: purchases still waiting for the worker are not in
-    them; the ledger entry is the figure that counts)."""
+    them; the ledger entry is the figure that counts). One query."""
+    row = db.session.execute(select(*preview_inputs(*fact.key))).one()
+    return preview_from(fact, row)
+
+
+def _preview(fact: PurchaseFact, book: Book) -> SubsidyPreview:
     oem, year = fact.key
-    book = load_book({fact.key}, from_totals=True)
     terms, covered = book.terms(year)
     verdict = decide_near_shore(terms, fact.site_city_code, fact.site, fact.plant, covered=covered)
     before = book.position(oem, year)

@@ -90,15 +90,26 @@ def emit_event(
     emit(
         OutboxTopic.EVENT_DISPATCH,
         organization_id,
-        {
-            "kind": str(kind),
-            "subject_type": subject_type,
-            "subject_id": subject_id,
-            "data": data or {},
-            "user_ids": sorted(set(user_ids)) if user_ids is not None else None,
-            "occurred_at": utcnow().isoformat(),
-        },
+        event_payload(kind, subject_type, subject_id, data, user_ids),
     )
+
+
+def event_payload(
+    kind: EventKind,
+    subject_type: str,
+    subject_id: int,
+    data: dict[str, Any] | None = None,
+    user_ids: Iterable[int] | None = None,
+) -> dict[str, Any]:
+    """The outbox payload of an ``event.dispatch`` row (for a use case inserting it itself)."""
+    return {
+        "kind": str(kind),
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "data": data or {},
+        "user_ids": sorted(set(user_ids)) if user_ids is not None else None,
+        "occurred_at": utcnow().isoformat(),
+    }
 
 
 def event_of(outbox_id: int, organization_id: int, payload: dict[str, Any]) -> Event:

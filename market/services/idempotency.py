@@ -23,8 +23,9 @@ from typing import Any
 
 from flask import jsonify
 from flask.wrappers import Response
-from sqlalchemy import select
+from sqlalchemy import Insert, insert, select
 
+from market.clock import utcnow
 from market.errors import ValidationFailed
 from market.extensions import db
 from market.models import IdempotencyRecord, User
@@ -108,7 +109,17 @@ def find_replay(request: IdempotentRequest) -> StoredResponse | None:
     )
     if record is None:
         return None
-    if record.endpoint != request.endpoint or record.request_hash != request.request_hash:
+    return stored_response(
+        request, record.endpoint, record.request_hash, record.response_status, record.response_body
+    )
+
+
+def stored_response(
+    request: IdempotentRequest, endpoint: str, request_hash: str, status: int, body: dict[str, Any]
+) -> StoredResponse:
+    """The response to replay from a record of this key read by the caller (a use case may read
+    it in its own statement); 422 if the key was used for another request."""
+    if endpoint != request.endpoint or request_hash != request.request_hash:
         raise ValidationFailed(
             "This Idempotency-Key was already used for a different request.",
             fields={
@@ -118,18 +129,22 @@ def find_replay(request: IdempotentRequest) -> StoredResponse | None:
                 ]
             },
         )
-    return StoredResponse(status=record.response_status, body=record.response_body)
+    return StoredResponse(status=status, body=body)
 
 
 def remember(request: IdempotentRequest, status: int, body: dict[str, Any]) -> None:
     """Store the response in the current transaction (committed with the use case's rows)."""
-    db.session.add(
-        IdempotencyRecord(
-            user_id=request.user_id,
-            key=request.key,
-            endpoint=request.endpoint,
-            request_hash=request.request_hash,
-            response_status=status,
-            response_body=body,
-        )
+    db.session.execute(remember_statement(request, status, body))
+
+
+def remember_statement(request: IdempotentRequest, status: int, body: dict[str, Any]) -> Insert:
+    """The INSERT of :func:`remember`, for a use case that sends it with its own writes."""
+    return insert(IdempotencyRecord).values(
+        user_id=request.user_id,
+        key=request.key,
+        endpoint=request.endpoint,
+        request_hash=request.request_hash,
+        response_status=status,
+        response_body=body,
+        created_at=utcnow(),
     )

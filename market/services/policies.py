@@ -27,6 +27,7 @@ from market.clock import business_year, utcnow
 from market.errors import Forbidden, ValidationFailed
 from market.extensions import db
 from market.ledger import acquire_ledger_lock
+from market.ledger.policy import forget_policy_terms
 from market.models import (
     DeclaredBaseline,
     Organization,
@@ -84,6 +85,7 @@ def policy_add(data: dict[str, Any], *, by: User | None) -> SubsidyPolicy:
     )
     db.session.add(policy)
     commit()
+    forget_policy_terms()  # other processes see the new fingerprint on their next read
     return policy
 
 

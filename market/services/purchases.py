@@ -24,13 +24,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Row,
+    Select,
+    and_,
+    exists,
+    false,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from market import ledger
 from market.clock import utcnow
@@ -42,6 +56,7 @@ from market.models import (
     Capability,
     Confirmation,
     EntryKind,
+    IdempotencyRecord,
     InvoiceReview,
     LedgerEntry,
     Organization,
@@ -62,12 +77,13 @@ from market.models import (
 from market.permissions import auditor_city_prefixes, jurisdiction_condition, require_active_org
 from market.schemas.marketplace import PurchaseRecordedSchema
 from market.services import idempotency
-from market.services.events import EventKind, emit_event
+from market.services.events import EventKind, event_payload
 from market.services.pagination import Page, order_by, paginate
 from market.services.suppliers import CHIPS
-from market.services.unit_of_work import commit, emit, rollback
+from market.services.unit_of_work import commit, emit, emitted, rollback
 
 RECORD_ENDPOINT = "POST /api/v1/purchases"
+PURCHASE_ID_SEQUENCE = "purchases_id_seq"
 _SORT_COLUMNS: Mapping[str, Any] = {
     "id": Purchase.id,
     "purchased_on": Purchase.purchased_on,
@@ -79,7 +95,7 @@ _SORT_COLUMNS: Mapping[str, Any] = {
 class PurchaseView:
     """A purchase and what its response shows beside it (the ``Purchase*Schema`` variants)."""
 
-    purchase: Purchase
+    purchase: Purchase | PurchaseRow
     ledger_status: str | None = None
     ledger: dict[str, Any] | None = None
     subsidy_preview: SubsidyPreview | None = None
@@ -105,16 +121,6 @@ def invoice_taken(oem_org_id: int, supplier_org_id: int, invoice_number: str) ->
         )
         is not None
     )
-
-
-def usable_site(site_id: int, org_id: int, field: str, what: str) -> Site:
-    """An active site of ``org_id`` (422 on ``field`` otherwise: unknown, other's, inactive)."""
-    site = db.session.scalar(select(Site).where(Site.id == site_id, Site.organization_id == org_id))
-    if site is None:
-        raise ValidationFailed(fields={field: [f"Not {what}."]})
-    if not site.active:
-        raise ValidationFailed(fields={field: ["This site is deactivated."]})
-    return site
 
 
 def chip_domestic_origin(supplier_org_id: int, category: str) -> bool | None:
@@ -304,54 +310,126 @@ def awaiting(user: User) -> ColumnElement[bool]:
 # --- use cases -----------------------------------------------------------------------------------
 
 
-def _parties(user: User, data: dict[str, Any]) -> tuple[Organization, Organization, PurchaseParty]:
-    """(OEM, supplier, creating party) of a new off-platform purchase: the user's own
-    organization and the active counterparty it names."""
+def _sides(user: User, data: dict[str, Any]) -> tuple[int | None, int | None, PurchaseParty]:
+    """(OEM id, supplier id, creating party) of a new off-platform purchase as the request
+    names them: the user's own organization and the counterparty it names (checked later)."""
+    own = user.organization_id
+    if user.role is Role.BUYER:
+        return own, data.get("supplier_org_id"), PurchaseParty.OEM
+    return data.get("oem_org_id"), own, PurchaseParty.SUPPLIER
+
+
+def _record_read(
+    user: User, data: dict[str, Any], request: idempotency.IdempotentRequest | None
+) -> Row[Any]:
+    """Everything recording a purchase checks, in one statement: the idempotency record, the
+    counterparty, the supplier site, the plant, whether the invoice is taken, the new id
+    (PostgreSQL) and, for a buyer, what the subsidy preview reads. One snapshot: an invoice
+    taken by a twin with the same key shows with the twin's idempotency record."""
+    oem_id, supplier_id, party = _sides(user, data)
+    other_id, other_kind = (
+        (supplier_id, OrgKind.SUPPLIER) if party is PurchaseParty.OEM else (oem_id, OrgKind.OEM)
+    )
+    one = select(literal(1).label("one")).subquery("one")
+    other, site, plant = aliased(Organization), aliased(Site), aliased(Site)
+    source: Any = one.outerjoin(
+        other,
+        and_(other.id == other_id, other.kind == other_kind, other.status == OrgStatus.ACTIVE),
+    )
+    source = source.outerjoin(
+        site, and_(site.id == data["supplier_site_id"], site.organization_id == supplier_id)
+    ).outerjoin(plant, and_(plant.id == data["plant_id"], plant.organization_id == oem_id))
+    columns: list[Any] = [
+        other.id.label("other_id"),
+        other.legal_name.label("other_name"),
+        site.id.label("site_id"),
+        site.active.label("site_active"),
+        site.city_code.label("site_city_code"),
+        site.lat.label("site_lat"),
+        site.lon.label("site_lon"),
+        plant.id.label("plant_id"),
+        plant.active.label("plant_active"),
+        plant.kind.label("plant_kind"),
+        plant.city_code.label("plant_city_code"),
+        plant.lat.label("plant_lat"),
+        plant.lon.label("plant_lon"),
+        exists()
+        .where(
+            Purchase.oem_org_id == oem_id,
+            Purchase.supplier_org_id == supplier_id,
+            Purchase.invoice_number == data["invoice_number"],
+        )
+        .label("invoice_taken"),
+    ]
+    if request is not None:
+        source = source.outerjoin(
+            IdempotencyRecord,
+            and_(
+                IdempotencyRecord.user_id == request.user_id, IdempotencyRecord.key == request.key
+            ),
+        )
+        columns += [
+            IdempotencyRecord.id.label("replay_id"),
+            IdempotencyRecord.endpoint.label("replay_endpoint"),
+            IdempotencyRecord.request_hash.label("replay_hash"),
+            IdempotencyRecord.response_status.label("replay_status"),
+            IdempotencyRecord.response_body.label("replay_body"),
+        ]
+    if _postgres():
+        # The id now, so the purchase, its outbox row and the idempotency record go in one
+        # statement (a request that fails after this leaves a gap, as a rollback would).
+        columns.append(func.nextval(PURCHASE_ID_SEQUENCE).label("next_id"))
+    if party is PurchaseParty.OEM and oem_id is not None:
+        columns += ledger.preview_inputs(oem_id, data["purchased_on"].year)
+    return db.session.execute(select(*columns).select_from(source)).one()
+
+
+def _postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _replay(
+    request: idempotency.IdempotentRequest | None, row: Row[Any]
+) -> idempotency.StoredResponse | None:
+    if request is None or row.replay_id is None:
+        return None
+    return idempotency.stored_response(
+        request, row.replay_endpoint, row.replay_hash, row.replay_status, row.replay_body
+    )
+
+
+def _check_record(user: User, data: dict[str, Any], row: Row[Any]) -> Organization:
+    """The checks of a new off-platform purchase, in the order they answer (403, then the
+    field 422s, then the 409); the user's own organization."""
     if user.role is Role.BUYER:
         own = require_active_org(user, OrgKind.OEM, "record purchases")
-        other_field, other_kind, party = "supplier_org_id", OrgKind.SUPPLIER, PurchaseParty.OEM
-        wrong_field = "oem_org_id"
+        other_field, other_kind, wrong_field = "supplier_org_id", OrgKind.SUPPLIER, "oem_org_id"
     else:
         own = require_active_org(user, OrgKind.SUPPLIER, "record purchases")
-        other_field, other_kind, party = "oem_org_id", OrgKind.OEM, PurchaseParty.SUPPLIER
-        wrong_field = "supplier_org_id"
+        other_field, other_kind, wrong_field = "oem_org_id", OrgKind.OEM, "supplier_org_id"
     if wrong_field in data:
         raise ValidationFailed(
             fields={wrong_field: ["Your own organization is implied; name the other party."]}
         )
     if other_field not in data:
         raise ValidationFailed(fields={other_field: ["Missing data for required field."]})
-    other = db.session.scalar(
-        select(Organization).where(
-            Organization.id == data[other_field],
-            Organization.kind == other_kind,
-            Organization.status == OrgStatus.ACTIVE,
-        )
-    )
-    if other is None:
+    if row.other_id is None:
         raise ValidationFailed(
             fields={other_field: [f"No active {other_kind.value} organization with this id."]}
         )
-    return (own, other, party) if party is PurchaseParty.OEM else (other, own, party)
-
-
-def _announce_awaiting(purchase: Purchase, creator: Organization) -> None:
-    """Tell the other party a purchase waits for its confirmation (with the write)."""
-    other = purchase.supplier_org_id if creator.id == purchase.oem_org_id else purchase.oem_org_id
-    emit_event(
-        EventKind.PURCHASE_AWAITING_CONFIRMATION,
-        organization_id=other,
-        subject_type="purchase",
-        subject_id=purchase.id,
-        data={
-            "purchase_id": purchase.id,
-            "counterparty": creator.legal_name,
-            "invoice_number": purchase.invoice_number,
-            "amount": format(purchase.amount, "f"),
-            "purchased_on": purchase.purchased_on.isoformat(),
-            "category": purchase.category,
-        },
-    )
+    if row.site_id is None:
+        raise ValidationFailed(fields={"supplier_site_id": ["Not a site of this supplier."]})
+    if not row.site_active:
+        raise ValidationFailed(fields={"supplier_site_id": ["This site is deactivated."]})
+    if row.plant_id is None:
+        raise ValidationFailed(fields={"plant_id": ["Not a plant of this OEM."]})
+    if not row.plant_active:
+        raise ValidationFailed(fields={"plant_id": ["This site is deactivated."]})
+    if row.plant_kind is not SiteKind.PLANT:
+        raise ValidationFailed(fields={"plant_id": ["Not a plant of this OEM."]})
+    if row.invoice_taken:
+        raise duplicate_invoice()
+    return own
 
 
 def record_purchase(
@@ -361,46 +439,76 @@ def record_purchase(
     confirmation. A buyer's answer previews its subsidy effect; a repeated Idempotency-Key
     replays the first answer.
 
-    The answer is serialised once, before the commit, and sent as it is: serialising it again
-    after the commit would reload the purchase and both organizations (three more queries).
+    Lean by design (it is the busiest write): one statement reads every check, the preview's
+    inputs and the new id; one statement writes the purchase, its outbox row and the
+    idempotency record (PostgreSQL; three elsewhere). The answer is serialised once, before
+    the commit, and sent as it is.
     """
     if user.role not in (Role.BUYER, Role.SUPPLIER):
         raise Forbidden("Only buyers and suppliers record purchases.")
     request = idempotency.idempotent_request(user, RECORD_ENDPOINT, idempotency_key, data)
-    if request and (stored := idempotency.find_replay(request)):
+    row = _record_read(user, data, request)
+    if stored := _replay(request, row):
         return stored
-    oem, supplier, party = _parties(user, data)
-    site = usable_site(
-        data["supplier_site_id"], supplier.id, "supplier_site_id", "a site of this supplier"
-    )
-    plant = usable_site(data["plant_id"], oem.id, "plant_id", "a plant of this OEM")
-    if plant.kind is not SiteKind.PLANT:
-        raise ValidationFailed(fields={"plant_id": ["Not a plant of this OEM."]})
-    if invoice_taken(oem.id, supplier.id, data["invoice_number"]):
-        # A twin with this key may have committed since the first look: answer as it did.
-        if request and (stored := idempotency.find_replay(request)):
-            return stored
-        raise duplicate_invoice()
+    own = _check_record(user, data, row)
+    oem_id, supplier_id, party = _sides(user, data)
+    assert oem_id is not None and supplier_id is not None
+    now = utcnow()
+    values: dict[str, Any] = {
+        "oem_org_id": oem_id,
+        "supplier_org_id": supplier_id,
+        "supplier_site_id": row.site_id,
+        "plant_id": row.plant_id,
+        "site_city_code": row.site_city_code,
+        "site_lat": row.site_lat,
+        "site_lon": row.site_lon,
+        "plant_city_code": row.plant_city_code,
+        "plant_lat": row.plant_lat,
+        "plant_lon": row.plant_lon,
+        "chip_domestic_origin": chip_domestic_origin(supplier_id, data["category"]),
+        "category": data["category"],
+        "amount": data["amount"],
+        "purchased_on": data["purchased_on"],
+        "invoice_number": data["invoice_number"],
+        "po_number": data.get("po_number"),
+        "source": PurchaseSource.DIRECT,
+        "quote_id": None,
+        "status": PurchaseStatus.PENDING_CONFIRMATION,
+        "created_by_party": party,
+        "created_by_id": user.id,
+        "created_at": now,
+    }
     try:
-        purchase = add_purchase(
-            oem_org_id=oem.id,
-            supplier_org_id=supplier.id,
-            supplier_site=site,
-            plant=plant,
-            category=data["category"],
-            amount=data["amount"],
-            purchased_on=data["purchased_on"],
-            invoice_number=data["invoice_number"],
-            po_number=data.get("po_number"),
-            source=PurchaseSource.DIRECT,
-            created_by=user,
-            created_by_party=party,
+        next_id = getattr(row, "next_id", None)
+        if next_id is None:
+            next_id = db.session.execute(
+                insert(Purchase).values(values).returning(Purchase.id)
+            ).scalar_one()
+            purchase_insert = None
+        else:
+            purchase_insert = insert(Purchase).values({"id": next_id, **values})
+        names = {"own": own.legal_name, "other": row.other_name}
+        oem_name, supplier_name = (
+            (names["own"], names["other"])
+            if party is PurchaseParty.OEM
+            else (names["other"], names["own"])
         )
-        purchase.oem, purchase.supplier = oem, supplier
-        _announce_awaiting(purchase, creator=oem if party is PurchaseParty.OEM else supplier)
-        body = PurchaseRecordedSchema().dump(with_subsidy_preview(purchase, user))
+        recorded = PurchaseRow(
+            id=next_id,
+            oem=_Named(oem_name),
+            supplier=_Named(supplier_name),
+            **values,
+        )
+        preview = None
+        if user.role is not Role.SUPPLIER:
+            preview = ledger.preview_from(_fact_of(recorded), row)
+        body = PurchaseRecordedSchema().dump(PurchaseView(recorded, subsidy_preview=preview))
+        announce = _awaiting_event(recorded, creator_org_id=own.id, creator_name=own.legal_name)
+        writes: list[Any] = [] if purchase_insert is None else [purchase_insert]
         if request:
-            idempotency.remember(request, 201, body)
+            writes.append(idempotency.remember_statement(request, 201, body))
+        outbox_id = _write_together(writes, announce)
+        emitted(OutboxTopic.EVENT_DISPATCH, outbox_id)
         commit()
     except IntegrityError:
         # A concurrent twin committed first (same key, or the same invoice).
@@ -409,6 +517,108 @@ def record_purchase(
             return stored
         raise duplicate_invoice() from None
     return idempotency.StoredResponse(201, body, replayed=False)
+
+
+@dataclass(frozen=True)
+class _Named:
+    legal_name: str
+
+
+@dataclass
+class PurchaseRow:
+    """A purchase written with plain SQL (recorded, or confirmed), as ``PurchaseSchema`` reads
+    it: no ORM entity to build nor to reload after the commit."""
+
+    id: int
+    oem: _Named
+    supplier: _Named
+    oem_org_id: int
+    supplier_org_id: int
+    supplier_site_id: int
+    plant_id: int
+    site_city_code: str
+    site_lat: float
+    site_lon: float
+    plant_city_code: str
+    plant_lat: float
+    plant_lon: float
+    chip_domestic_origin: bool | None
+    category: str
+    amount: Decimal
+    purchased_on: date
+    invoice_number: str
+    po_number: str | None
+    source: PurchaseSource
+    quote_id: int | None
+    status: PurchaseStatus
+    created_by_party: PurchaseParty
+    created_by_id: int
+    created_at: datetime
+    confirmation: Confirmation | None = None
+    confirmed_at: datetime | None = None
+    disputed_at: datetime | None = None
+    dispute_reason: str | None = None
+    review: InvoiceReview | None = None
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+
+
+def _fact_of(purchase: PurchaseRow) -> ledger.PurchaseFact:
+    return ledger.PurchaseFact(
+        purchase_id=purchase.id,
+        oem_org_id=purchase.oem_org_id,
+        supplier_org_id=purchase.supplier_org_id,
+        site_city_code=purchase.site_city_code,
+        plant_city_code=purchase.plant_city_code,
+        site=(purchase.site_lat, purchase.site_lon),
+        plant=(purchase.plant_lat, purchase.plant_lon),
+        amount=Decimal(purchase.amount),
+        purchased_on=purchase.purchased_on,
+        countable=False,  # pending confirmation
+    )
+
+
+def _awaiting_event(purchase: PurchaseRow, *, creator_org_id: int, creator_name: str) -> Insert:
+    """The outbox row telling the other party a purchase waits for its confirmation."""
+    other = (
+        purchase.supplier_org_id if creator_org_id == purchase.oem_org_id else purchase.oem_org_id
+    )
+    payload = event_payload(
+        EventKind.PURCHASE_AWAITING_CONFIRMATION,
+        subject_type="purchase",
+        subject_id=purchase.id,
+        data={
+            "purchase_id": purchase.id,
+            "counterparty": creator_name,
+            "invoice_number": purchase.invoice_number,
+            "amount": format(purchase.amount, "f"),
+            "purchased_on": purchase.purchased_on.isoformat(),
+            "category": purchase.category,
+        },
+    )
+    return insert(OutboxEvent).values(
+        topic=OutboxTopic.EVENT_DISPATCH,
+        aggregate_id=other,
+        payload=payload,
+        status=OutboxStatus.PENDING,
+        attempts=0,
+        created_at=utcnow(),
+    )
+
+
+def _write_together(writes: list[Insert], outbox: Insert) -> int:
+    """Run ``writes`` and the ``outbox`` INSERT (its id returned): one statement of
+    data-modifying CTEs on PostgreSQL, one statement each elsewhere."""
+    returning = outbox.returning(OutboxEvent.id)
+    if not _postgres():
+        for write in writes:
+            db.session.execute(write)
+        return int(db.session.execute(returning).scalar_one())
+    row = returning.cte("outbox_row")
+    together = select(row.c.id).add_cte(
+        *(write.cte(f"write_{n}") for n, write in enumerate(writes)), nest_here=True
+    )
+    return int(db.session.execute(together).scalar_one())
 
 
 def _locked_purchase(user: User, purchase_id: int) -> Purchase:
@@ -440,9 +650,23 @@ def purchase_confirm(user: User, purchase_id: int) -> PurchaseView:
 
     Confirming again what the same party confirmed answers as the first time and changes
     nothing: a client whose first answer was lost after the commit (a dropped connection, a
-    database restart) may retry without being told of a conflict."""
-    purchase = _locked_purchase(user, purchase_id)
+    database restart) may retry without being told of a conflict.
+
+    The usual case is one guarded UPDATE … RETURNING (it locks the row and answers with it);
+    when it matches nothing, the row is read under lock to say why (404, 403, 409) or to
+    answer a repeated confirmation."""
+    check_id(purchase_id, "Purchase")
     party = _party_of(user)
+    if party is not None:
+        confirmed = _confirm_pending(user, purchase_id, party)
+        if confirmed is not None:
+            _hold_twins(confirmed)
+            emitted(
+                OutboxTopic.LEDGER_RECORD, _insert_outbox(OutboxTopic.LEDGER_RECORD, confirmed.id)
+            )
+            commit()
+            return PurchaseView(confirmed)
+    purchase = _locked_purchase(user, purchase_id)
     if (
         purchase.status is PurchaseStatus.CONFIRMED
         and purchase.confirmation is Confirmation.COUNTERPARTY
@@ -454,6 +678,104 @@ def purchase_confirm(user: User, purchase_id: int) -> PurchaseView:
     confirm_purchase(purchase, by=user, confirmation=Confirmation.COUNTERPARTY)
     commit()
     return PurchaseView(purchase)
+
+
+_ROW_FIELDS = tuple(f for f in PurchaseRow.__dataclass_fields__ if f not in ("oem", "supplier"))
+
+
+def _confirm_pending(user: User, purchase_id: int, party: PurchaseParty) -> PurchaseRow | None:
+    """Confirm the purchase if it waits for ``party`` (the row locked), or None."""
+    table = Purchase.__table__.c
+    names = {
+        "oem_name": select(Organization.legal_name)
+        .where(Organization.id == Purchase.oem_org_id)
+        .scalar_subquery(),
+        "supplier_name": select(Organization.legal_name)
+        .where(Organization.id == Purchase.supplier_org_id)
+        .scalar_subquery(),
+    }
+    row = db.session.execute(
+        update(Purchase)
+        .where(
+            Purchase.id == purchase_id,
+            visible_purchases(user),
+            Purchase.status == PurchaseStatus.PENDING_CONFIRMATION,
+            Purchase.created_by_party != party,
+        )
+        .values(
+            status=PurchaseStatus.CONFIRMED,
+            confirmation=Confirmation.COUNTERPARTY,
+            confirmed_at=utcnow(),
+            confirmed_by_id=user.id,
+        )
+        .returning(*(table[f] for f in _ROW_FIELDS), *(v.label(k) for k, v in names.items()))
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if row is None:
+        return None
+    return PurchaseRow(
+        oem=_Named(row.oem_name),
+        supplier=_Named(row.supplier_name),
+        **{f: getattr(row, f) for f in _ROW_FIELDS},
+    )
+
+
+def _hold_twins(purchase: PurchaseRow) -> None:
+    """What ``confirm_purchase`` does about another OEM's confirmed purchase of the same
+    supplier invoice, for a purchase confirmed with plain SQL (the same locks, in the same
+    order: the purchase row, then the supplier)."""
+    db.session.execute(
+        select(Organization.id).where(Organization.id == purchase.supplier_org_id).with_for_update()
+    )
+    twins = list(
+        db.session.execute(
+            select(Purchase.id, Purchase.review)
+            .where(
+                Purchase.supplier_org_id == purchase.supplier_org_id,
+                Purchase.invoice_number == purchase.invoice_number,
+                Purchase.oem_org_id != purchase.oem_org_id,
+                Purchase.status == PurchaseStatus.CONFIRMED,
+            )
+            .with_for_update()
+        )
+    )
+    if not twins:
+        return
+    purchase.review = InvoiceReview.PENDING
+    db.session.execute(
+        update(Purchase)
+        .where(Purchase.id == purchase.id)
+        .values(review=InvoiceReview.PENDING)
+        .execution_options(synchronize_session=False)
+    )
+    for twin in twins:
+        if twin.review is None:
+            db.session.execute(
+                update(Purchase)
+                .where(Purchase.id == twin.id)
+                .values(review=InvoiceReview.PENDING)
+                .execution_options(synchronize_session=False)
+            )
+            # uncount it if it was counted
+            emitted(OutboxTopic.LEDGER_REVERSE, _insert_outbox(OutboxTopic.LEDGER_REVERSE, twin.id))
+
+
+def _insert_outbox(topic: OutboxTopic, aggregate_id: int) -> int:
+    """An outbox row inserted with plain SQL; its id (to pass to ``emitted``)."""
+    return int(
+        db.session.execute(
+            insert(OutboxEvent)
+            .values(
+                topic=topic,
+                aggregate_id=aggregate_id,
+                payload={},
+                status=OutboxStatus.PENDING,
+                attempts=0,
+                created_at=utcnow(),
+            )
+            .returning(OutboxEvent.id)
+        ).scalar_one()
+    )
 
 
 def purchase_dispute(user: User, purchase_id: int, reason: str) -> PurchaseView:

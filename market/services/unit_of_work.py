@@ -18,6 +18,7 @@ from market.extensions import db
 from market.models import OutboxEvent, OutboxTopic
 
 _PENDING_KEY = "outbox_pending"
+_INSERTED_KEY = "outbox_inserted"
 
 
 def emit(
@@ -30,13 +31,21 @@ def emit(
     return event
 
 
+def emitted(topic: OutboxTopic, outbox_id: int) -> None:
+    """An outbox row the use case inserted itself (with its own writes, in plain SQL): published
+    after the commit like those of :func:`emit`."""
+    db.session.info.setdefault(_INSERTED_KEY, {})[outbox_id] = topic
+
+
 def commit() -> None:
     """Commit the use case, then publish the outbox rows it emitted."""
     session = db.session
     events: list[OutboxEvent] = session.info.pop(_PENDING_KEY, [])
+    inserted: dict[int, OutboxTopic] = session.info.pop(_INSERTED_KEY, {})
     try:
         session.flush()
         topics = {event.id: event.topic for event in events}  # read before commit expires them
+        topics.update(inserted)
         session.commit()
     except BaseException:
         session.rollback()
@@ -60,6 +69,7 @@ def set_publisher(publisher: Publisher) -> None:
 
 def rollback() -> None:
     db.session.info.pop(_PENDING_KEY, None)
+    db.session.info.pop(_INSERTED_KEY, None)
     db.session.rollback()
 
 
