@@ -10,11 +10,13 @@ document for the suppliers it returns, and both backends explain a hit from the 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Connection, String, select, type_coerce
 from sqlalchemy.orm import InstrumentedAttribute
 
 from market import refdata
@@ -49,8 +51,8 @@ def counted_verifications(verified_only: bool) -> tuple[str, ...]:
 
 
 class SupplierSource(Protocol):
-    """What a document is built from: an :class:`Organization` with its relations loaded, or
-    the same columns read as plain rows (:func:`load_supplier_documents`, the bulk path)."""
+    """What :func:`supplier_document` builds from: an :class:`Organization` with its relations
+    loaded (:func:`load_supplier_documents` reads the same columns as plain rows)."""
 
     @property
     def id(self) -> int: ...
@@ -91,94 +93,21 @@ class SupplierSource(Protocol):
 
 def is_visible(org: SupplierSource) -> bool:
     """Returned by searches: an active supplier that has not hidden its profile."""
-    return org.kind is OrgKind.SUPPLIER and org.status is OrgStatus.ACTIVE and bool(org.listed)
+    return _visible(org.kind, org.status, org.listed)
 
 
-def supplier_document(org: SupplierSource) -> dict[str, Any]:
-    """The indexed document of a supplier (load its sites, capabilities and certifications)."""
-    active_sites = [site for site in org.sites if site.active]
-    capabilities = sorted({cap.category for cap in org.capabilities})
-    return {
-        "id": org.id,
-        "version": org.version,
-        "status": org.status.value,
-        "listed": bool(org.listed),
-        "visible": is_visible(org),
-        "legal_name": org.legal_name,
-        "english_name": org.english_name,
-        "description": org.description,
-        "city_code": org.city_code,
-        "tier": org.tier,
-        "specialized": bool(org.specialized),
-        # Delivery performance score f_p (0.5..1.0), null without deliveries: the opt-in
-        # ranking factor reads it with field_value_factor (search.queries).
-        "performance": performance(org.performance_bp),
-        # Token sets computed when the text was written (search.text): segmentation costs far
-        # more than building the rest of the document, so a rebuild does none.
-        "name_tokens": org.search_names or " ",
-        "text_tokens": org.search_text or " ",
-        "categories": sorted(
-            {path for category in capabilities for path in refdata.category_ancestors(category)}
-        ),
-        "capabilities": capabilities,
-        "sites": [{"lat": site.lat, "lon": site.lon} for site in active_sites],
-        "site_info": [
-            {
-                "id": site.id,
-                "name": site.name,
-                "city_code": site.city_code,
-                "lat": site.lat,
-                "lon": site.lon,
-            }
-            for site in active_sites
-        ],
-        "certifications": [
-            {
-                "id": cert.id,
-                "standard": cert.standard,
-                "status": cert.status.value,
-                "verification": cert.verification.value,
-                "valid_from": cert.valid_from.isoformat(),
-                "valid_until": (cert.valid_until or NO_EXPIRY).isoformat(),
-            }
-            for cert in org.certifications
-        ],
-    }
+def _visible(kind: str, status: str, listed: bool) -> bool:
+    # Enum members or their stored values: both compare equal to the value (StrEnum).
+    return kind == OrgKind.SUPPLIER and status == OrgStatus.ACTIVE and bool(listed)
 
 
-def performance(basis_points: int | None) -> float | None:
-    """The stored score (basis points, exact) as the factor both backends multiply by."""
-    return None if basis_points is None else basis_points / 10_000
-
-
-@dataclass
-class SupplierRows:
-    """An organization's columns and its related rows, read without ORM objects."""
-
-    id: int
-    version: int
-    kind: OrgKind
-    status: OrgStatus
-    listed: bool
-    legal_name: str
-    english_name: str | None
-    description: str | None
-    city_code: str
-    tier: int | None
-    specialized: bool
-    search_names: str | None
-    search_text: str | None
-    performance_bp: int | None
-    sites: list[Any] = field(default_factory=list)
-    capabilities: list[Any] = field(default_factory=list)
-    certifications: list[Any] = field(default_factory=list)
-
-
+# An organization's own columns, in this order, as :func:`_document` reads them (the enums as
+# their stored values).
 _ORG_COLUMNS = (
     Organization.id,
     Organization.version,
-    Organization.kind,
-    Organization.status,
+    type_coerce(Organization.kind, String),
+    type_coerce(Organization.status, String),
     Organization.listed,
     Organization.legal_name,
     Organization.english_name,
@@ -190,67 +119,226 @@ _ORG_COLUMNS = (
     Organization.search_text,
     Organization.performance_bp,
 )
+# An active site: (id, name, city_code, lat, lon).
+_SITE_COLUMNS = (Site.id, Site.name, Site.city_code, Site.lat, Site.lon)
+# A certification: (id, standard, status, verification, valid_from, valid_until).
+_CERT_COLUMNS = (
+    Certification.id,
+    Certification.standard,
+    type_coerce(Certification.status, String),
+    type_coerce(Certification.verification, String),
+    Certification.valid_from,
+    Certification.valid_until,
+)
+
+
+def supplier_document(org: SupplierSource) -> dict[str, Any]:
+    """The indexed document of a supplier (load its sites, capabilities and certifications)."""
+    return _document(
+        (
+            org.id,
+            org.version,
+            org.kind.value,
+            org.status.value,
+            org.listed,
+            org.legal_name,
+            org.english_name,
+            org.description,
+            org.city_code,
+            org.tier,
+            org.specialized,
+            org.search_names,
+            org.search_text,
+            org.performance_bp,
+        ),
+        [(s.id, s.name, s.city_code, s.lat, s.lon) for s in org.sites if s.active],
+        [cap.category for cap in org.capabilities],
+        [
+            (
+                c.id,
+                c.standard,
+                c.status.value,
+                c.verification.value,
+                c.valid_from,
+                c.valid_until,
+            )
+            for c in org.certifications
+        ],
+    )
+
+
+def _document(
+    org: Sequence[Any],
+    active_sites: Sequence[Sequence[Any]],
+    categories: Collection[str],
+    certifications: Sequence[Sequence[Any]],
+) -> dict[str, Any]:
+    """The document from plain values: ``org`` as :data:`_ORG_COLUMNS`, the active sites as
+    :data:`_SITE_COLUMNS` and the certifications as :data:`_CERT_COLUMNS`, each in id order,
+    and the categories of the capabilities. The one definition both readers share: the ORM
+    objects (:func:`supplier_document`) and the bulk SELECTs (:func:`load_supplier_documents`)."""
+    (
+        org_id,
+        version,
+        kind,
+        status,
+        listed,
+        legal_name,
+        english_name,
+        description,
+        city_code,
+        tier,
+        specialized,
+        search_names,
+        search_text,
+        performance_bp,
+    ) = org
+    capabilities = sorted(set(categories))
+    return {
+        "id": org_id,
+        "version": version,
+        "status": status,
+        "listed": bool(listed),
+        "visible": _visible(kind, status, listed),
+        "legal_name": legal_name,
+        "english_name": english_name,
+        "description": description,
+        "city_code": city_code,
+        "tier": tier,
+        "specialized": bool(specialized),
+        # Delivery performance score f_p (0.5..1.0), null without deliveries: the opt-in
+        # ranking factor reads it with field_value_factor (search.queries).
+        "performance": performance(performance_bp),
+        # Token sets computed when the text was written (search.text): segmentation costs far
+        # more than building the rest of the document, so a rebuild does none.
+        "name_tokens": search_names or " ",
+        "text_tokens": search_text or " ",
+        "categories": list(_category_paths(tuple(capabilities))),
+        "capabilities": capabilities,
+        "sites": [{"lat": lat, "lon": lon} for _, _, _, lat, lon in active_sites],
+        "site_info": [
+            {"id": site_id, "name": name, "city_code": city, "lat": lat, "lon": lon}
+            for site_id, name, city, lat, lon in active_sites
+        ],
+        "certifications": [
+            {
+                "id": cert_id,
+                "standard": standard,
+                "status": cert_status,
+                "verification": verification,
+                "valid_from": valid_from.isoformat(),
+                "valid_until": (valid_until or NO_EXPIRY).isoformat(),
+            }
+            for cert_id, standard, cert_status, verification, valid_from, valid_until in (
+                certifications
+            )
+        ],
+    }
+
+
+@lru_cache(maxsize=4096)  # suppliers share a few thousand sets of capabilities at most
+def _category_paths(capabilities: tuple[str, ...]) -> tuple[str, ...]:
+    """Every category of these capabilities with its ancestors, sorted."""
+    return tuple(
+        sorted({path for category in capabilities for path in refdata.category_ancestors(category)})
+    )
+
+
+def performance(basis_points: int | None) -> float | None:
+    """The stored score (basis points, exact) as the factor both backends multiply by."""
+    return None if basis_points is None else basis_points / 10_000
 
 
 def load_supplier_documents(organization_ids: Collection[int]) -> dict[int, dict[str, Any]]:
     """The documents of those of these organizations that are suppliers, by id, from four
     plain SELECTs.
 
-    The same builder as :func:`supplier_document` on ORM objects, without building ORM objects
-    (which costs most of the time of a rebuild: ``flask search reindex`` reads every supplier).
+    The same documents as :func:`supplier_document` on ORM objects, without building ORM
+    objects (which would cost most of the time of a rebuild).
     """
     ids = list(organization_ids)
     if not ids:
         return {}
-    return _load_documents(lambda column: column.in_(ids))
+    return _load_documents(Organization.id.in_(ids), lambda column: column.in_(ids))
 
 
-def load_supplier_documents_between(first_id: int, last_id: int) -> dict[int, dict[str, Any]]:
-    """The documents of the suppliers whose ids are in ``[first_id, last_id]``: a range is a
-    short statement where a thousand ids in an IN list cost the driver more to parse than the
-    database to answer (the rebuild reads every supplier this way)."""
-    return _load_documents(lambda column: column.between(first_id, last_id))
+def load_supplier_documents_after(after_id: int, limit: int) -> dict[int, dict[str, Any]]:
+    """The documents of the first ``limit`` suppliers whose ids exceed ``after_id``, in id
+    order (a rebuild reads every supplier this way, keyset by keyset).
+
+    Their sites, capabilities and certifications are read by the range of those ids: a range
+    is a short statement where a thousand ids in an IN list cost the driver more to parse than
+    the database to answer."""
+    return _load_documents(Organization.id > after_id, None, limit)
 
 
 def _load_documents(
-    organization: Callable[[InstrumentedAttribute[int]], ColumnElement[bool]],
+    organizations: ColumnElement[bool],
+    related: Callable[[InstrumentedAttribute[int]], ColumnElement[bool]] | None,
+    limit: int | None = None,
 ) -> dict[int, dict[str, Any]]:
-    orgs = {
-        # Positional: the columns are _ORG_COLUMNS in the dataclass's field order (cheaper than
-        # keywords at a rebuild's scale; too many columns for the typed overloads of select).
-        row.id: SupplierRows(*cast(tuple[Any, ...], row))
-        for row in db.session.execute(
-            select(*_ORG_COLUMNS)
-            .where(organization(Organization.id), Organization.kind == OrgKind.SUPPLIER)
-            .order_by(Organization.id)
-        )
-    }
+    # Core statements on the session's connection: plain tuples, no ORM row machinery, the
+    # enums as their stored strings.
+    connection = db.session.connection()
+    orgs = connection.execute(
+        select(*_ORG_COLUMNS)
+        .where(organizations, Organization.kind == OrgKind.SUPPLIER)
+        .order_by(Organization.id)
+        .limit(limit)
+    ).all()
     if not orgs:
         return {}
-    site_columns = (Site.id, Site.name, Site.city_code, Site.lat, Site.lon, Site.active)
-    cert_columns = (
-        Certification.id,
-        Certification.standard,
-        Certification.status,
-        Certification.verification,
-        Certification.valid_from,
-        Certification.valid_until,
+    if related is None:
+        first, last = orgs[0][0], orgs[-1][0]
+
+        def related(column: InstrumentedAttribute[int]) -> ColumnElement[bool]:
+            return column.between(first, last)
+
+    # Each organization's rows, in id order (a range may hold OEMs' rows too: never read).
+    sites = _grouped(
+        connection,
+        Site.organization_id,
+        _SITE_COLUMNS,
+        related(Site.organization_id),
+        Site.active.is_(True),
     )
-    related = (
-        ("sites", Site, site_columns),
-        ("capabilities", Capability, (Capability.category,)),
-        ("certifications", Certification, cert_columns),
+    capabilities = _grouped(
+        connection,
+        Capability.organization_id,
+        (Capability.category,),
+        related(Capability.organization_id),
     )
-    for name, model, columns in related:
-        statement = (
-            select(model.organization_id, *columns)
-            .where(organization(model.organization_id))
-            .order_by(model.id)
+    certifications = _grouped(
+        connection,
+        Certification.organization_id,
+        _CERT_COLUMNS,
+        related(Certification.organization_id),
+    )
+    return {
+        org[0]: _document(
+            org,
+            sites.get(org[0], ()),
+            [category for (category,) in capabilities.get(org[0], ())],
+            certifications.get(org[0], ()),
         )
-        for row in db.session.execute(statement):
-            if row.organization_id in orgs:  # not a supplier's (a range may hold OEMs)
-                getattr(orgs[row.organization_id], name).append(row)
-    return {org_id: supplier_document(org) for org_id, org in orgs.items()}
+        for org in orgs
+    }
+
+
+def _grouped(
+    connection: Connection,
+    organization_id: InstrumentedAttribute[int],
+    columns: Sequence[Any],
+    *where: ColumnElement[bool],
+) -> dict[int, list[tuple[Any, ...]]]:
+    """Rows of ``columns`` by organization id, each organization's in id order."""
+    model = organization_id.class_
+    rows = connection.execute(
+        select(organization_id, *columns).where(*where).order_by(organization_id, model.id)
+    ).all()  # fetched at once: row by row costs the driver more than the rows
+    return {
+        org_id: [row[1:] for row in group] for org_id, group in groupby(rows, key=itemgetter(0))
+    }
 
 
 def supplier_fact(document: dict[str, Any]) -> spec.SupplierFact:

@@ -8,7 +8,6 @@ re-reading the suppliers changed since the rebuild started (external versions ma
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import deque
@@ -18,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import orjson
 from elasticsearch import ApiError, TransportError
 from sqlalchemy import func, select, update
 
 from market.extensions import db
 from market.models import Organization, OrgKind
-from search.documents import load_supplier_documents_between
+from search.documents import load_supplier_documents_after
 from search.elastic import ElasticsearchBackend
 
 log = logging.getLogger(__name__)
@@ -56,39 +56,25 @@ def supplier_count() -> int:
     )
 
 
-def _supplier_id_batches(batch_size: int) -> Iterator[list[int]]:
-    """Every supplier's id, in id order, a batch at a time (keyset, not OFFSET)."""
-    last_id = 0
-    while True:
-        batch = list(
-            db.session.scalars(
-                select(Organization.id)
-                .where(Organization.kind == OrgKind.SUPPLIER, Organization.id > last_id)
-                .order_by(Organization.id)
-                .limit(batch_size)
-            )
-        )
-        if not batch:
-            return
-        yield batch
-        last_id = batch[-1]
-
-
 def _bodies(index: str, batch_size: int, written: dict[int, int]) -> Iterator[tuple[bytes, int]]:
-    """Bulk bodies of ``batch_size`` documents (NDJSON, serialised here) and their counts."""
-    for ids in _supplier_id_batches(batch_size):
-        lines: list[str] = []
-        for org_id, document in load_supplier_documents_between(ids[0], ids[-1]).items():
+    """Bulk bodies of ``batch_size`` documents (NDJSON, serialised here) and their counts,
+    every supplier in id order (keyset, not OFFSET)."""
+    last_id = 0
+    while documents := load_supplier_documents_after(last_id, batch_size):
+        lines: list[bytes] = []
+        for org_id, document in documents.items():
             written[org_id] = document["version"]
             action = {
+                "_index": index,
                 "_id": str(org_id),
                 "version": document["version"],
                 "version_type": "external",
             }
-            lines.append(json.dumps({"index": {"_index": index, **action}}))
-            lines.append(json.dumps(document, ensure_ascii=False))
-        if lines:
-            yield ("\n".join(lines) + "\n").encode(), len(lines) // 2
+            lines.append(orjson.dumps({"index": action}))
+            lines.append(orjson.dumps(document))
+        lines.append(b"")
+        yield b"\n".join(lines), len(documents)
+        last_id = next(reversed(documents))  # in id order
 
 
 def _send(backend: ElasticsearchBackend, body: bytes) -> list[dict[str, Any]]:
