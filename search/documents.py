@@ -220,19 +220,26 @@ def _document(
             {"id": site_id, "name": name, "city_code": city, "lat": lat, "lon": lon}
             for site_id, name, city, lat, lon in active_sites
         ],
-        "certifications": [
-            {
-                "id": cert_id,
-                "standard": standard,
-                "status": cert_status,
-                "verification": verification,
-                "valid_from": valid_from.isoformat(),
-                "valid_until": (valid_until or NO_EXPIRY).isoformat(),
-            }
-            for cert_id, standard, cert_status, verification, valid_from, valid_until in (
-                certifications
-            )
-        ],
+        "certifications": [_certification(*values) for values in certifications],
+    }
+
+
+def _certification(
+    cert_id: int,
+    standard: str,
+    status: str,
+    verification: str,
+    valid_from: date,
+    valid_until: date | None,
+) -> dict[str, Any]:
+    """A certification of the document, from :data:`_CERT_COLUMNS`' values."""
+    return {
+        "id": cert_id,
+        "standard": standard,
+        "status": status,
+        "verification": verification,
+        "valid_from": valid_from.isoformat(),
+        "valid_until": (valid_until or NO_EXPIRY).isoformat(),
     }
 
 

@@ -339,20 +339,8 @@ def _record_read(
     source = source.outerjoin(
         site, and_(site.id == data["supplier_site_id"], site.organization_id == supplier_id)
     ).outerjoin(plant, and_(plant.id == data["plant_id"], plant.organization_id == oem_id))
-    columns: list[Any] = [
-        other.id.label("other_id"),
-        other.legal_name.label("other_name"),
-        site.id.label("site_id"),
-        site.active.label("site_active"),
-        site.city_code.label("site_city_code"),
-        site.lat.label("site_lat"),
-        site.lon.label("site_lon"),
-        plant.id.label("plant_id"),
-        plant.active.label("plant_active"),
-        plant.kind.label("plant_kind"),
-        plant.city_code.label("plant_city_code"),
-        plant.lat.label("plant_lat"),
-        plant.lon.label("plant_lon"),
+    columns = [
+        *_checked_columns(other, site, plant),
         exists()
         .where(
             Purchase.oem_org_id == oem_id,
@@ -382,6 +370,26 @@ def _record_read(
     if party is PurchaseParty.OEM and oem_id is not None:
         columns += ledger.preview_inputs(oem_id, data["purchased_on"].year)
     return db.session.execute(select(*columns).select_from(source)).one()
+
+
+def _checked_columns(other: Any, site: Any, plant: Any) -> list[Any]:
+    """The counterparty's, the supplier site's and the plant's columns a new purchase checks
+    and freezes (``None`` where the outer join found nothing)."""
+    return [
+        other.id.label("other_id"),
+        other.legal_name.label("other_name"),
+        site.id.label("site_id"),
+        site.active.label("site_active"),
+        site.city_code.label("site_city_code"),
+        site.lat.label("site_lat"),
+        site.lon.label("site_lon"),
+        plant.id.label("plant_id"),
+        plant.active.label("plant_active"),
+        plant.kind.label("plant_kind"),
+        plant.city_code.label("plant_city_code"),
+        plant.lat.label("plant_lat"),
+        plant.lon.label("plant_lon"),
+    ]
 
 
 def _postgres() -> bool:
@@ -451,10 +459,42 @@ def record_purchase(
     if stored := _replay(request, row):
         return stored
     own = _check_record(user, data, row)
+    values = _new_purchase(user, data, row)
+    try:
+        next_id = getattr(row, "next_id", None)
+        writes: list[Any] = []
+        if next_id is None:
+            next_id = db.session.execute(
+                insert(Purchase).values(values).returning(Purchase.id)
+            ).scalar_one()
+        else:
+            writes.append(insert(Purchase).values({"id": next_id, **values}))
+        recorded = _recorded(next_id, values, own.legal_name, row.other_name)
+        preview = None
+        if user.role is not Role.SUPPLIER:
+            preview = ledger.preview_from(_fact_of(recorded), row)
+        body = PurchaseRecordedSchema().dump(PurchaseView(recorded, subsidy_preview=preview))
+        announce = _awaiting_event(recorded, creator_org_id=own.id, creator_name=own.legal_name)
+        if request:
+            writes.append(idempotency.remember_statement(request, 201, body))
+        outbox_id = _write_together(writes, announce)
+        emitted(OutboxTopic.EVENT_DISPATCH, outbox_id)
+        commit()
+    except IntegrityError:
+        # A concurrent twin committed first (same key, or the same invoice).
+        rollback()
+        if request and (stored := idempotency.find_replay(request)):
+            return stored
+        raise duplicate_invoice() from None
+    return idempotency.StoredResponse(201, body, replayed=False)
+
+
+def _new_purchase(user: User, data: dict[str, Any], row: Row[Any]) -> dict[str, Any]:
+    """The columns of a new purchase waiting for confirmation, the sites' places frozen as
+    :func:`_record_read` found them."""
     oem_id, supplier_id, party = _sides(user, data)
     assert oem_id is not None and supplier_id is not None
-    now = utcnow()
-    values: dict[str, Any] = {
+    return {
         "oem_org_id": oem_id,
         "supplier_org_id": supplier_id,
         "supplier_site_id": row.site_id,
@@ -476,47 +516,22 @@ def record_purchase(
         "status": PurchaseStatus.PENDING_CONFIRMATION,
         "created_by_party": party,
         "created_by_id": user.id,
-        "created_at": now,
+        "created_at": utcnow(),
     }
-    try:
-        next_id = getattr(row, "next_id", None)
-        if next_id is None:
-            next_id = db.session.execute(
-                insert(Purchase).values(values).returning(Purchase.id)
-            ).scalar_one()
-            purchase_insert = None
-        else:
-            purchase_insert = insert(Purchase).values({"id": next_id, **values})
-        names = {"own": own.legal_name, "other": row.other_name}
-        oem_name, supplier_name = (
-            (names["own"], names["other"])
-            if party is PurchaseParty.OEM
-            else (names["other"], names["own"])
-        )
-        recorded = PurchaseRow(
-            id=next_id,
-            oem=_Named(oem_name),
-            supplier=_Named(supplier_name),
-            **values,
-        )
-        preview = None
-        if user.role is not Role.SUPPLIER:
-            preview = ledger.preview_from(_fact_of(recorded), row)
-        body = PurchaseRecordedSchema().dump(PurchaseView(recorded, subsidy_preview=preview))
-        announce = _awaiting_event(recorded, creator_org_id=own.id, creator_name=own.legal_name)
-        writes: list[Any] = [] if purchase_insert is None else [purchase_insert]
-        if request:
-            writes.append(idempotency.remember_statement(request, 201, body))
-        outbox_id = _write_together(writes, announce)
-        emitted(OutboxTopic.EVENT_DISPATCH, outbox_id)
-        commit()
-    except IntegrityError:
-        # A concurrent twin committed first (same key, or the same invoice).
-        rollback()
-        if request and (stored := idempotency.find_replay(request)):
-            return stored
-        raise duplicate_invoice() from None
-    return idempotency.StoredResponse(201, body, replayed=False)
+
+
+def _recorded(
+    purchase_id: int, values: dict[str, Any], own_name: str, other_name: str
+) -> PurchaseRow:
+    """The purchase just written, as the answer and the event describe it."""
+    oem_name, supplier_name = (
+        (own_name, other_name)
+        if values["created_by_party"] is PurchaseParty.OEM
+        else (other_name, own_name)
+    )
+    return PurchaseRow(
+        id=purchase_id, oem=_Named(oem_name), supplier=_Named(supplier_name), **values
+    )
 
 
 @dataclass(frozen=True)
