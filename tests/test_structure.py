@@ -7,10 +7,13 @@ functions alike), so a cycle cannot hide in a function body.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import grimp
 import pytest
+from flask import Flask
 
 PACKAGES = ("market", "search", "workers")
 
@@ -147,3 +150,31 @@ def test_no_product_function_is_over_60_lines() -> None:
     assert not unexpected, "\n".join(
         f"{n}: {lines} lines" for n, lines in sorted(unexpected.items())
     )
+
+
+# Imported by the first drawing or workbook, not by every process at start-up (about 0.7 s of a
+# worker's, a command's or `flask search reindex`'s start; market.insights.drawing says why).
+DRAWN_ON_FIRST_USE = ("matplotlib", "openpyxl")
+
+
+def test_the_app_starts_without_the_drawing_libraries() -> None:
+    code = (
+        "import sys\n"
+        "from market import create_app\n"
+        "from market.config import TestConfig\n"
+        "create_app(TestConfig)\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(DRAWN_ON_FIRST_USE)!r}))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
+
+
+def test_a_drawing_and_a_workbook_still_load_them(app: Flask) -> None:
+    from market.insights import charts
+    from market.ledger import sheets
+
+    figures = {"year": 2026, "items": [], "totals": {"chip_share": {"value": None}}}
+    assert charts.render("chips", figures).startswith("<?xml")
+    assert sheets.workbook_bytes(sheets.new_workbook()).startswith(b"PK")

@@ -15,12 +15,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # before anything imports pyplot: no display, ever
-
-from matplotlib.figure import Figure
-
 from market.insights.drawing import drawing
 
 KINDS = ("near_shore", "vehicle_ratio", "chips")
@@ -71,6 +65,8 @@ def render(kind: str, figures: dict[str, Any]) -> str:
         "font.sans-serif": [*FONT_FAMILIES, "DejaVu Sans"],
     }
     with drawing(style):  # one at a time, without "glyph missing" noise for CJK text
+        from matplotlib.figure import Figure  # imported by the first drawing
+
         figure = Figure(figsize=(min(24.0, max(6.0, 1.1 * len(labels) + 2)), 4.0))
         axes = figure.subplots()
         positions = list(range(len(labels)))

@@ -6,6 +6,9 @@ web server draws in several threads: without a lock, one request's ``rc_context`
 warning escapes, which the tests turn into an error). Matplotlib measures CJK text with a font
 that lacks the glyphs and says so; the SVG keeps the text as text and the browser draws it with
 a CJK font, so those warnings are noise here.
+
+Matplotlib is imported by the first drawing, not with the app: most processes (workers, the
+command line, most web requests) never draw, and the import costs about half a second.
 """
 
 from __future__ import annotations
@@ -15,11 +18,19 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
+from types import ModuleType
 from typing import Any
 
-import matplotlib
-
 _LOCK = threading.Lock()
+
+
+@cache
+def _matplotlib() -> ModuleType:
+    import matplotlib  # on first use: see the docstring
+
+    matplotlib.use("Agg")  # before anything imports pyplot: no display, ever
+    return matplotlib
 
 
 @contextmanager
@@ -30,7 +41,7 @@ def drawing(rc: dict[str, Any]) -> Iterator[None]:
         level = logger.level
         logger.setLevel(logging.ERROR)
         try:
-            with matplotlib.rc_context(rc), warnings.catch_warnings():  # type: ignore[arg-type]
+            with _matplotlib().rc_context(rc), warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 yield
         finally:

@@ -22,17 +22,17 @@ import io
 import math
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import PathPatch, Polygon
-from matplotlib.path import Path
 
 from market import geo, refdata
 from market.insights.drawing import drawing
+
+if TYPE_CHECKING:
+    from matplotlib.path import Path
+# The functions below import matplotlib's classes when they first draw (market.insights.drawing).
 
 MAX_LISTED = 18  # categories listed per kind beside the map
 DRAW_TOLERANCE_DEG = 0.003
@@ -65,6 +65,8 @@ TIER_STYLE: dict[int | None, tuple[str, str, str]] = {
 @cache
 def _city_paths() -> tuple[tuple[str, Path], ...]:
     """(code, one compound path of every ring) of each Guangdong city, simplified to draw."""
+    from matplotlib.path import Path
+
     out = []
     for code in refdata.cities():
         geometry = shapely.simplify(geo.city_boundary(code).geometry, DRAW_TOLERANCE_DEG)
@@ -97,6 +99,8 @@ def _circle(lat: float, lon: float, radius_km: float) -> np.ndarray:
 def render(result: dict[str, Any]) -> str:
     """The SVG text of a gap result (``market.services.gaps.center_gaps``)."""
     with drawing(RC):
+        from matplotlib.figure import Figure
+
         figure = Figure(figsize=(12, 8), dpi=72)
         ax = figure.add_axes((0.02, 0.04, 0.62, 0.86))
         shown = result["suppliers"]  # the nearest ones (MAX_LISTED_SUPPLIERS) of all counted
@@ -110,6 +114,8 @@ def render(result: dict[str, Any]) -> str:
 
 
 def _draw_map(ax: Any, result: dict[str, Any], shown: Sequence[dict[str, Any]]) -> np.ndarray:
+    from matplotlib.patches import PathPatch, Polygon
+
     for code, path in _city_paths():
         # add_artist: the limits are set once by _frame (add_patch would walk every curve)
         ax.add_artist(PathPatch(path, facecolor="#eef2f3", edgecolor="#95a5a6", lw=0.6)).set_gid(
@@ -157,6 +163,8 @@ def _frame(
 
 
 def _draw_legend(ax: Any) -> None:
+    from matplotlib.lines import Line2D
+
     handles = [
         Line2D([], [], linestyle="none", marker=marker, color=colour, label=label)
         for marker, colour, label in TIER_STYLE.values()

@@ -21,15 +21,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
-
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from typing import TYPE_CHECKING, Any
 
 from market.ledger.chain import MONEY_FIELDS
+
+if TYPE_CHECKING:
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+# openpyxl is imported by the first workbook, not with the app: most processes never write one
+# and the import costs about 0.2 s (a worker's or a command's start-up).
 
 XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # Entries one XLSX export answers. Excel holds 1,048,575 data rows, but openpyxl writes some
@@ -66,7 +67,6 @@ WIDTHS = {
     TIMESTAMP: 32,
 }
 FORMATS = {MONEY: MONEY_FORMAT, DISTANCE: DISTANCE_FORMAT, DAY: DATE_FORMAT}
-HEADER_FONT = Font(bold=True)
 
 # The ledger's columns (market.ledger.reports.COLUMNS) with their Chinese headers.
 LEDGER_HEADERS = {
@@ -163,6 +163,11 @@ class Sheet:
     ):
         """``columns``: (header, kind) pairs, in order; ``widths`` overrides the width of
         columns by number (from 1)."""
+        from openpyxl.cell import WriteOnlyCell  # on first use (see the imports)
+        from openpyxl.styles import Font
+        from openpyxl.utils import get_column_letter
+
+        self._new_cell = WriteOnlyCell
         self.worksheet: WriteOnlyWorksheet = workbook.create_sheet(title)
         self.kinds = [kind for _, kind in columns]
         self.worksheet.freeze_panes = "A2"
@@ -172,12 +177,12 @@ class Sheet:
             self.worksheet.column_dimensions[get_column_letter(number)].width = width
         header_cells = [self._cell(header, TEXT) for header, _ in columns]
         for cell in header_cells:
-            cell.font = HEADER_FONT
+            cell.font = Font(bold=True)
         self.worksheet.append(header_cells)
 
     def _cell(self, value: Any, kind: str) -> WriteOnlyCell:
         value = cell_value(value, kind)
-        cell = WriteOnlyCell(self.worksheet, value=value)
+        cell = self._new_cell(self.worksheet, value=value)
         if isinstance(value, str):
             cell.data_type = "s"  # never a formula, whatever the text
             if value.startswith(FORMULA_START):
@@ -195,6 +200,8 @@ class Sheet:
 
 
 def new_workbook() -> Workbook:
+    from openpyxl import Workbook  # on first use (see the imports)
+
     return Workbook(write_only=True)
 
 
