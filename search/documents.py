@@ -16,7 +16,8 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, Connection, String, select, type_coerce
+import orjson
+from sqlalchemy import ColumnElement, Connection, String, literal_column, select, type_coerce
 from sqlalchemy.orm import InstrumentedAttribute
 
 from market import refdata
@@ -177,6 +178,28 @@ def _document(
     :data:`_SITE_COLUMNS` and the certifications as :data:`_CERT_COLUMNS`, each in id order,
     and the categories of the capabilities. The one definition both readers share: the ORM
     objects (:func:`supplier_document`) and the bulk SELECTs (:func:`load_supplier_documents`)."""
+    return _assembled(
+        org,
+        categories,
+        sites=[{"lat": lat, "lon": lon} for _, _, _, lat, lon in active_sites],
+        site_info=[
+            {"id": site_id, "name": name, "city_code": city, "lat": lat, "lon": lon}
+            for site_id, name, city, lat, lon in active_sites
+        ],
+        certifications=[_certification(*values) for values in certifications],
+    )
+
+
+def _assembled(
+    org: Sequence[Any],
+    categories: Collection[str],
+    *,
+    sites: Any,
+    site_info: Any,
+    certifications: Any,
+) -> dict[str, Any]:
+    """The document around its three lists, built (lists of dicts) or already serialised
+    (:class:`orjson.Fragment`, :func:`serialised_documents_after`)."""
     (
         org_id,
         version,
@@ -215,12 +238,9 @@ def _document(
         "text_tokens": search_text or " ",
         "categories": list(_category_paths(tuple(capabilities))),
         "capabilities": capabilities,
-        "sites": [{"lat": lat, "lon": lon} for _, _, _, lat, lon in active_sites],
-        "site_info": [
-            {"id": site_id, "name": name, "city_code": city, "lat": lat, "lon": lon}
-            for site_id, name, city, lat, lon in active_sites
-        ],
-        "certifications": [_certification(*values) for values in certifications],
+        "sites": sites,
+        "site_info": site_info,
+        "certifications": certifications,
     }
 
 
@@ -346,6 +366,104 @@ def _grouped(
     return {
         org_id: [row[1:] for row in group] for org_id, group in groupby(rows, key=itemgetter(0))
     }
+
+
+def serialised_documents_after(after_id: int, limit: int) -> list[tuple[int, int, bytes]]:
+    """(id, version, the document as JSON) of the first ``limit`` suppliers whose ids exceed
+    ``after_id``, in id order: what a rebuild sends.
+
+    On PostgreSQL the database writes the JSON of the three lists (``sites``, ``site_info``,
+    ``certifications``) in the statement that reads the organizations, so none of their rows
+    becomes a Python object; ``tests/test_search_documents.py`` holds the bytes to
+    :func:`supplier_document`'s. Elsewhere the documents are built and serialised here."""
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql":
+        return [
+            (org_id, document["version"], orjson.dumps(document))
+            for org_id, document in load_supplier_documents_after(after_id, limit).items()
+        ]
+    rows: Sequence[Any] = connection.execute(
+        select(*_ORG_COLUMNS, *_SERIALISED_LISTS)
+        .where(Organization.id > after_id, Organization.kind == OrgKind.SUPPLIER)
+        .order_by(Organization.id)
+        .limit(limit)
+    ).all()
+    return [
+        (
+            org[0],
+            org[1],
+            orjson.dumps(
+                _assembled(
+                    org,
+                    categories,
+                    sites=orjson.Fragment(sites),
+                    site_info=orjson.Fragment(site_info),
+                    certifications=orjson.Fragment(certifications),
+                )
+            ),
+        )
+        for *org, categories, sites, site_info, certifications in rows
+    ]
+
+
+def _json_float(column: str) -> str:
+    """SQL writing a float as orjson does: PostgreSQL's shortest round-trip digits (its float8
+    output since version 12), and ``.0`` after a whole number. (orjson switches to an exponent
+    at 1e16; coordinates never come near it.)"""
+    return (
+        f"CASE WHEN {column} = trunc({column}) "
+        f"THEN trunc({column})::numeric::text || '.0' ELSE {column}::text END"
+    )
+
+
+def _json_array(element: str, table: str, *where: str) -> str:
+    """A correlated subquery: the JSON array of ``element`` (SQL yielding an object's text)
+    over the supplier's rows of ``table``, in id order."""
+    return (
+        # Constant SQL of this module's own fragments: no value from outside goes in.
+        f"(SELECT '[' || coalesce(string_agg({element}, ',' ORDER BY x.id), '') || ']' "  # noqa: S608
+        f"FROM {table} x WHERE {' AND '.join(['x.organization_id = organizations.id', *where])})"
+    )
+
+
+# What serialised_documents_after reads beside _ORG_COLUMNS: the capabilities' categories, then
+# the three lists as JSON text, key for key and byte for byte what _document's dicts serialise to.
+# Strings go through to_json (which escapes as orjson does); dates are written ISO.
+_LAT, _LON = _json_float("x.lat"), _json_float("x.lon")
+_VALID_UNTIL = f"to_char(coalesce(x.valid_until, DATE '{NO_EXPIRY.isoformat()}'), 'YYYY-MM-DD')"
+_SERIALISED_LISTS: tuple[ColumnElement[Any], ...] = (
+    literal_column(
+        "ARRAY(SELECT x.category FROM capabilities x WHERE x.organization_id = organizations.id)"
+    ),
+    literal_column(
+        _json_array(
+            f"""'{{"lat":' || {_LAT} || ',"lon":' || {_LON} || '}}'""",
+            "sites",
+            "x.active",
+        )
+    ),
+    literal_column(
+        _json_array(
+            f"""'{{"id":' || x.id || ',"name":' || to_json(x.name)::text"""
+            f"""   || ',"city_code":' || to_json(x.city_code)::text"""
+            f"""   || ',"lat":' || {_LAT} || ',"lon":' || {_LON} || '}}'""",
+            "sites",
+            "x.active",
+        )
+    ),
+    literal_column(
+        _json_array(
+            """'{"id":' || x.id || ',"standard":' || to_json(x.standard)::text"""
+            """   || ',"status":' || to_json(x.status::text)::text"""
+            """   || ',"verification":' || to_json(x.verification::text)::text"""
+            """   || ',"valid_from":"' || to_char(x.valid_from, 'YYYY-MM-DD')"""
+            """   || '","valid_until":"' """
+            f"""   || {_VALID_UNTIL}"""
+            """   || '"}'""",
+            "certifications",
+        )
+    ),
+)
 
 
 def supplier_fact(document: dict[str, Any]) -> spec.SupplierFact:

@@ -23,7 +23,7 @@ from sqlalchemy import func, select, update
 
 from market.extensions import db
 from market.models import Organization, OrgKind
-from search.documents import load_supplier_documents_after
+from search.documents import serialised_documents_after
 from search.elastic import ElasticsearchBackend
 
 log = logging.getLogger(__name__)
@@ -57,24 +57,24 @@ def supplier_count() -> int:
 
 
 def _bodies(index: str, batch_size: int, written: dict[int, int]) -> Iterator[tuple[bytes, int]]:
-    """Bulk bodies of ``batch_size`` documents (NDJSON, serialised here) and their counts,
-    every supplier in id order (keyset, not OFFSET)."""
+    """Bulk bodies of ``batch_size`` documents (NDJSON) and their counts, every supplier in id
+    order (keyset, not OFFSET)."""
     last_id = 0
-    while documents := load_supplier_documents_after(last_id, batch_size):
+    while documents := serialised_documents_after(last_id, batch_size):
         lines: list[bytes] = []
-        for org_id, document in documents.items():
-            written[org_id] = document["version"]
+        for org_id, version, document in documents:
+            written[org_id] = version
             action = {
                 "_index": index,
                 "_id": str(org_id),
-                "version": document["version"],
+                "version": version,
                 "version_type": "external",
             }
             lines.append(orjson.dumps({"index": action}))
-            lines.append(orjson.dumps(document))
+            lines.append(document)
         lines.append(b"")
         yield b"\n".join(lines), len(documents)
-        last_id = next(reversed(documents))  # in id order
+        last_id = documents[-1][0]  # in id order
 
 
 def _send(backend: ElasticsearchBackend, body: bytes) -> list[dict[str, Any]]:

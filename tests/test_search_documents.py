@@ -34,6 +34,7 @@ from search.current import search_backend
 from search.documents import (
     load_supplier_documents,
     load_supplier_documents_after,
+    serialised_documents_after,
     supplier_document,
 )
 from search.elastic import ElasticsearchBackend
@@ -84,6 +85,15 @@ def make_world() -> list[int]:
 
     hidden = factories.make_org(tier=2, listed=False, performance_bp=5000)
     factories.make_site(hidden, at=factories.SHENZHEN)
+    # Every digit a double holds, and a name that needs escaping (quotes, a backslash, a tab, a
+    # control character) beside CJK and a symbol: the database writes this JSON on PostgreSQL.
+    factories.make_site(
+        hidden,
+        at=(23.123456789012345, 113.98765432101234),
+        city_code="440100",
+        validate=False,
+        name='东区"二号"\\厂\t\x01(旧) ✓ </script>',
+    )
     factories.make_capability(hidden, "ic.chips.mcu")
     suppliers.append(hidden)
 
@@ -161,6 +171,20 @@ def test_the_bulk_reader_builds_the_orm_builders_documents(db_session):
         assert len(batch) <= 2
         batched |= batch
     assert_same_documents(batched, expected)
+
+    # What a rebuild sends: the same bytes (on PostgreSQL the database writes the lists' JSON).
+    for limit in (100, 2):
+        serialised: list[tuple[int, int, bytes]] = []
+        while batch := serialised_documents_after(serialised[-1][0] if serialised else 0, limit):
+            assert len(batch) <= limit
+            serialised += batch
+        assert [(i, v) for i, v, _ in serialised] == [
+            (i, d["version"]) for i, d in expected.items()
+        ]
+        for org_id, _, body in serialised:
+            assert body == orjson.dumps(expected[org_id]), differences(
+                orjson.loads(body), expected[org_id]
+            )
 
     # The world has what it is meant to have.
     full, hidden, suspended, pending, bare = (expected[org_id] for org_id in ids)
