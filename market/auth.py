@@ -30,6 +30,7 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request, session
@@ -39,7 +40,7 @@ from limits import RateLimitItem, parse, parse_many
 from limits.errors import StorageError
 from limits.strategies import RateLimiter
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
+from sqlalchemy import Select, String, bindparam, select, update
 from sqlalchemy.orm import joinedload
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -153,18 +154,24 @@ def load_user_from_session(session_token: str) -> User | None:
     return user
 
 
+@cache
+def _token_statement() -> Select[ApiToken]:
+    """One round trip for the token, its user and the user's organization (checked next);
+    built once (every API request runs it, and building it costs more than running it)."""
+    return (
+        select(ApiToken)
+        .where(ApiToken.token_hash == bindparam("token_hash", type_=String))
+        .options(joinedload(ApiToken.user).joinedload(User.organization))
+    )
+
+
 @login_manager.request_loader
 def load_user_from_bearer(req: Any) -> User | None:
     header = req.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    # One round trip for the token, its user and the user's organization (checked next).
-    row = db.session.scalar(
-        select(ApiToken)
-        .where(ApiToken.token_hash == hash_api_token(token.strip()))
-        .options(joinedload(ApiToken.user).joinedload(User.organization))
-    )
+    row = db.session.scalar(_token_statement(), {"token_hash": hash_api_token(token.strip())})
     now = datetime.now(UTC)
     if row is None or row.revoked_at is not None or (row.expires_at and row.expires_at <= now):
         return None

@@ -502,14 +502,17 @@ def _yuan(amount: Decimal) -> str:
     return f"¥{amount:,.2f}"
 
 
-def preview_inputs(oem_org_id: int, year: int) -> list[ColumnElement[Any]]:
+def preview_inputs(
+    oem_org_id: int | ColumnElement[int], year: int | ColumnElement[int]
+) -> list[ColumnElement[Any]]:
     """What a preview of a purchase of (``oem_org_id``, ``year``) reads, as labelled scalar
     subqueries a caller adds to its own statement (so the preview costs no round trip of its
     own): T of the year and of the one before (the ``ledger_totals`` the worker keeps), the
     declared baseline of the year before, when the OEM was verified, and the policy
-    fingerprint (the terms themselves come from the cache)."""
+    fingerprint (the terms themselves come from the cache). The OEM and the year may be
+    bound parameters (a statement built once)."""
 
-    def total(of_year: int) -> Any:
+    def total(of_year: int | ColumnElement[int]) -> Any:
         return (
             select(LedgerTotal.near_shore_total)
             .where(LedgerTotal.oem_org_id == oem_org_id, LedgerTotal.year == of_year)

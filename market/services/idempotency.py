@@ -23,7 +23,7 @@ from typing import Any
 
 from flask import jsonify
 from flask.wrappers import Response
-from sqlalchemy import Insert, insert, select
+from sqlalchemy import insert, select
 
 from market.clock import utcnow
 from market.errors import ValidationFailed
@@ -134,17 +134,20 @@ def stored_response(
 
 def remember(request: IdempotentRequest, status: int, body: dict[str, Any]) -> None:
     """Store the response in the current transaction (committed with the use case's rows)."""
-    db.session.execute(remember_statement(request, status, body))
+    db.session.execute(insert(IdempotencyRecord).values(remembered_values(request, status, body)))
 
 
-def remember_statement(request: IdempotentRequest, status: int, body: dict[str, Any]) -> Insert:
-    """The INSERT of :func:`remember`, for a use case that sends it with its own writes."""
-    return insert(IdempotencyRecord).values(
-        user_id=request.user_id,
-        key=request.key,
-        endpoint=request.endpoint,
-        request_hash=request.request_hash,
-        response_status=status,
-        response_body=body,
-        created_at=utcnow(),
-    )
+def remembered_values(
+    request: IdempotentRequest, status: int, body: dict[str, Any]
+) -> dict[str, Any]:
+    """The columns of the record :func:`remember` writes (or a use case, with its own
+    writes)."""
+    return {
+        "user_id": request.user_id,
+        "key": request.key,
+        "endpoint": request.endpoint,
+        "request_hash": request.request_hash,
+        "response_status": status,
+        "response_body": body,
+        "created_at": utcnow(),
+    }

@@ -26,14 +26,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Insert,
+    Integer,
     Row,
     Select,
+    String,
     and_,
+    bindparam,
     exists,
     false,
     func,
@@ -327,6 +331,27 @@ def _record_read(
     (PostgreSQL) and, for a buyer, what the subsidy preview reads. One snapshot: an invoice
     taken by a twin with the same key shows with the twin's idempotency record."""
     oem_id, supplier_id, party = _sides(user, data)
+    params = {
+        "oem_id": oem_id,
+        "supplier_id": supplier_id,
+        "site_id": data["supplier_site_id"],
+        "plant_id": data["plant_id"],
+        "invoice_number": data["invoice_number"],
+        "year": data["purchased_on"].year,
+    }
+    if request is not None:
+        params |= {"user_id": request.user_id, "key": request.key}
+    statement = _record_statement(party, request is not None, _postgres())
+    return db.session.execute(statement, params).one()
+
+
+@cache
+def _record_statement(party: PurchaseParty, replayable: bool, postgres: bool) -> Select[Any]:
+    """:func:`_record_read`'s statement, built once per shape with its values as parameters:
+    building it (aliases, joins, the preview's subqueries) and its cache key cost more than
+    running it."""
+    oem_id = bindparam("oem_id", type_=Integer)
+    supplier_id = bindparam("supplier_id", type_=Integer)
     other_id, other_kind = (
         (supplier_id, OrgKind.SUPPLIER) if party is PurchaseParty.OEM else (oem_id, OrgKind.OEM)
     )
@@ -336,24 +361,26 @@ def _record_read(
         other,
         and_(other.id == other_id, other.kind == other_kind, other.status == OrgStatus.ACTIVE),
     )
+    site_id, plant_id = bindparam("site_id", type_=Integer), bindparam("plant_id", type_=Integer)
     source = source.outerjoin(
-        site, and_(site.id == data["supplier_site_id"], site.organization_id == supplier_id)
-    ).outerjoin(plant, and_(plant.id == data["plant_id"], plant.organization_id == oem_id))
+        site, and_(site.id == site_id, site.organization_id == supplier_id)
+    ).outerjoin(plant, and_(plant.id == plant_id, plant.organization_id == oem_id))
     columns = [
         *_checked_columns(other, site, plant),
         exists()
         .where(
             Purchase.oem_org_id == oem_id,
             Purchase.supplier_org_id == supplier_id,
-            Purchase.invoice_number == data["invoice_number"],
+            Purchase.invoice_number == bindparam("invoice_number", type_=String),
         )
         .label("invoice_taken"),
     ]
-    if request is not None:
+    if replayable:
         source = source.outerjoin(
             IdempotencyRecord,
             and_(
-                IdempotencyRecord.user_id == request.user_id, IdempotencyRecord.key == request.key
+                IdempotencyRecord.user_id == bindparam("user_id", type_=Integer),
+                IdempotencyRecord.key == bindparam("key", type_=String),
             ),
         )
         columns += [
@@ -363,13 +390,13 @@ def _record_read(
             IdempotencyRecord.response_status.label("replay_status"),
             IdempotencyRecord.response_body.label("replay_body"),
         ]
-    if _postgres():
+    if postgres:
         # The id now, so the purchase, its outbox row and the idempotency record go in one
         # statement (a request that fails after this leaves a gap, as a rollback would).
         columns.append(func.nextval(PURCHASE_ID_SEQUENCE).label("next_id"))
-    if party is PurchaseParty.OEM and oem_id is not None:
-        columns += ledger.preview_inputs(oem_id, data["purchased_on"].year)
-    return db.session.execute(select(*columns).select_from(source)).one()
+    if party is PurchaseParty.OEM:
+        columns += ledger.preview_inputs(oem_id, bindparam("year", type_=Integer))
+    return select(*columns).select_from(source)
 
 
 def _checked_columns(other: Any, site: Any, plant: Any) -> list[Any]:
@@ -461,23 +488,24 @@ def record_purchase(
     own = _check_record(user, data, row)
     values = _new_purchase(user, data, row)
     try:
-        next_id = getattr(row, "next_id", None)
-        writes: list[Any] = []
+        next_id: int | None = getattr(row, "next_id", None)
+        written = next_id is None  # elsewhere than PostgreSQL: the purchase goes in first
         if next_id is None:
-            next_id = db.session.execute(
-                insert(Purchase).values(values).returning(Purchase.id)
-            ).scalar_one()
-        else:
-            writes.append(insert(Purchase).values({"id": next_id, **values}))
+            next_id = int(
+                db.session.execute(
+                    insert(Purchase).values(values).returning(Purchase.id)
+                ).scalar_one()
+            )
         recorded = _recorded(next_id, values, own.legal_name, row.other_name)
         preview = None
         if user.role is not Role.SUPPLIER:
             preview = ledger.preview_from(_fact_of(recorded), row)
-        body = PurchaseRecordedSchema().dump(PurchaseView(recorded, subsidy_preview=preview))
-        announce = _awaiting_event(recorded, creator_org_id=own.id, creator_name=own.legal_name)
-        if request:
-            writes.append(idempotency.remember_statement(request, 201, body))
-        outbox_id = _write_together(writes, announce)
+        body = _RECORDED_SCHEMA.dump(PurchaseView(recorded, subsidy_preview=preview))
+        outbox_id = _write_together(
+            None if written else {"id": next_id, **values},
+            idempotency.remembered_values(request, 201, body) if request else None,
+            _awaiting_event(recorded, creator_org_id=own.id, creator_name=own.legal_name),
+        )
         emitted(OutboxTopic.EVENT_DISPATCH, outbox_id)
         commit()
     except IntegrityError:
@@ -487,6 +515,9 @@ def record_purchase(
             return stored
         raise duplicate_invoice() from None
     return idempotency.StoredResponse(201, body, replayed=False)
+
+
+_RECORDED_SCHEMA = PurchaseRecordedSchema()  # one instance: dumping shares no state
 
 
 def _new_purchase(user: User, data: dict[str, Any], row: Row[Any]) -> dict[str, Any]:
@@ -593,8 +624,11 @@ def _fact_of(purchase: PurchaseRow) -> ledger.PurchaseFact:
     )
 
 
-def _awaiting_event(purchase: PurchaseRow, *, creator_org_id: int, creator_name: str) -> Insert:
-    """The outbox row telling the other party a purchase waits for its confirmation."""
+def _awaiting_event(
+    purchase: PurchaseRow, *, creator_org_id: int, creator_name: str
+) -> dict[str, Any]:
+    """The outbox row (its columns) telling the other party a purchase waits for its
+    confirmation."""
     other = (
         purchase.supplier_org_id if creator_org_id == purchase.oem_org_id else purchase.oem_org_id
     )
@@ -611,29 +645,61 @@ def _awaiting_event(purchase: PurchaseRow, *, creator_org_id: int, creator_name:
             "category": purchase.category,
         },
     )
-    return insert(OutboxEvent).values(
-        topic=OutboxTopic.EVENT_DISPATCH,
-        aggregate_id=other,
-        payload=payload,
-        status=OutboxStatus.PENDING,
-        attempts=0,
-        created_at=utcnow(),
-    )
+    return {
+        "topic": OutboxTopic.EVENT_DISPATCH,
+        "aggregate_id": other,
+        "payload": payload,
+        "status": OutboxStatus.PENDING,
+        "attempts": 0,
+        "created_at": utcnow(),
+    }
 
 
-def _write_together(writes: list[Insert], outbox: Insert) -> int:
-    """Run ``writes`` and the ``outbox`` INSERT (its id returned): one statement of
-    data-modifying CTEs on PostgreSQL, one statement each elsewhere."""
-    returning = outbox.returning(OutboxEvent.id)
+_WRITTEN_TOGETHER = (("purchase", Purchase), ("remembered", IdempotencyRecord))
+
+
+def _write_together(
+    purchase: dict[str, Any] | None, remembered: dict[str, Any] | None, outbox: dict[str, Any]
+) -> int:
+    """Insert the ``purchase``, the ``remembered`` idempotency record (each when given) and the
+    ``outbox`` row (its id returned): one statement of data-modifying CTEs on PostgreSQL, one
+    statement each elsewhere."""
+    rows = {"purchase": purchase, "remembered": remembered}
     if not _postgres():
-        for write in writes:
-            db.session.execute(write)
-        return int(db.session.execute(returning).scalar_one())
-    row = returning.cte("outbox_row")
-    together = select(row.c.id).add_cte(
-        *(write.cte(f"write_{n}") for n, write in enumerate(writes)), nest_here=True
+        for name, model in _WRITTEN_TOGETHER:
+            if (values := rows[name]) is not None:
+                db.session.execute(insert(model).values(values))
+        return int(
+            db.session.execute(
+                insert(OutboxEvent).values(outbox).returning(OutboxEvent.id)
+            ).scalar_one()
+        )
+    shape = tuple(None if values is None else tuple(values) for values in rows.values())
+    params = {f"outbox_{column}": value for column, value in outbox.items()}
+    for name, values in rows.items():
+        params |= {f"{name}_{column}": value for column, value in (values or {}).items()}
+    return int(db.session.execute(_together_statement(shape, tuple(outbox)), params).scalar_one())
+
+
+@cache
+def _together_statement(
+    shape: tuple[tuple[str, ...] | None, ...], outbox_columns: tuple[str, ...]
+) -> Select[Any]:
+    """:func:`_write_together`'s statement for these columns, built once: each value a
+    parameter named ``<row>_<column>`` (typed by its column)."""
+
+    def inserting(model: Any, name: str, columns: Sequence[str]) -> Insert:
+        return insert(model).values({column: bindparam(f"{name}_{column}") for column in columns})
+
+    outbox_row = (
+        inserting(OutboxEvent, "outbox", outbox_columns).returning(OutboxEvent.id).cte("outbox_row")
     )
-    return int(db.session.execute(together).scalar_one())
+    writes = [
+        inserting(model, name, columns).cte(f"write_{name}")
+        for (name, model), columns in zip(_WRITTEN_TOGETHER, shape, strict=True)
+        if columns is not None
+    ]
+    return select(outbox_row.c.id).add_cte(*writes, nest_here=True)
 
 
 def _locked_purchase(user: User, purchase_id: int) -> Purchase:
@@ -700,31 +766,14 @@ _ROW_FIELDS = tuple(f for f in PurchaseRow.__dataclass_fields__ if f not in ("oe
 
 def _confirm_pending(user: User, purchase_id: int, party: PurchaseParty) -> PurchaseRow | None:
     """Confirm the purchase if it waits for ``party`` (the row locked), or None."""
-    table = Purchase.__table__.c
-    names = {
-        "oem_name": select(Organization.legal_name)
-        .where(Organization.id == Purchase.oem_org_id)
-        .scalar_subquery(),
-        "supplier_name": select(Organization.legal_name)
-        .where(Organization.id == Purchase.supplier_org_id)
-        .scalar_subquery(),
-    }
     row = db.session.execute(
-        update(Purchase)
-        .where(
-            Purchase.id == purchase_id,
-            visible_purchases(user),
-            Purchase.status == PurchaseStatus.PENDING_CONFIRMATION,
-            Purchase.created_by_party != party,
-        )
-        .values(
-            status=PurchaseStatus.CONFIRMED,
-            confirmation=Confirmation.COUNTERPARTY,
-            confirmed_at=utcnow(),
-            confirmed_by_id=user.id,
-        )
-        .returning(*(table[f] for f in _ROW_FIELDS), *(v.label(k) for k, v in names.items()))
-        .execution_options(synchronize_session=False)
+        _confirm_statement(party),
+        {
+            "confirm_id": purchase_id,
+            "confirm_org": user.organization_id,
+            "confirm_at": utcnow(),
+            "confirm_by": user.id,
+        },
     ).one_or_none()
     if row is None:
         return None
@@ -735,23 +784,71 @@ def _confirm_pending(user: User, purchase_id: int, party: PurchaseParty) -> Purc
     )
 
 
+@cache
+def _confirm_statement(party: PurchaseParty) -> Any:
+    """The guarded UPDATE … RETURNING of :func:`_confirm_pending` for ``party``'s users (the
+    purchases they see: their organization's), built once with its values as parameters."""
+    table = Purchase.__table__.c
+    own = Purchase.oem_org_id if party is PurchaseParty.OEM else Purchase.supplier_org_id
+    names = {
+        "oem_name": select(Organization.legal_name)
+        .where(Organization.id == Purchase.oem_org_id)
+        .scalar_subquery(),
+        "supplier_name": select(Organization.legal_name)
+        .where(Organization.id == Purchase.supplier_org_id)
+        .scalar_subquery(),
+    }
+    return (
+        update(Purchase)
+        .where(
+            Purchase.id == bindparam("confirm_id", type_=Integer),
+            own == bindparam("confirm_org", type_=Integer),
+            Purchase.status == PurchaseStatus.PENDING_CONFIRMATION,
+            Purchase.created_by_party != party,
+        )
+        .values(
+            status=PurchaseStatus.CONFIRMED,
+            confirmation=Confirmation.COUNTERPARTY,
+            confirmed_at=bindparam("confirm_at"),
+            confirmed_by_id=bindparam("confirm_by"),
+        )
+        .returning(*(table[f] for f in _ROW_FIELDS), *(v.label(k) for k, v in names.items()))
+        .execution_options(synchronize_session=False)
+    )
+
+
+@cache
+def _twin_statements() -> tuple[Select[int], Select[int, InvoiceReview | None]]:
+    """:func:`_hold_twins`' two reads, built once: lock the supplier; the other OEMs'
+    confirmed purchases of the same supplier invoice, locked."""
+    supplier = bindparam("twin_supplier", type_=Integer)
+    return (
+        select(Organization.id).where(Organization.id == supplier).with_for_update(),
+        select(Purchase.id, Purchase.review)
+        .where(
+            Purchase.supplier_org_id == supplier,
+            Purchase.invoice_number == bindparam("twin_invoice", type_=String),
+            Purchase.oem_org_id != bindparam("twin_oem", type_=Integer),
+            Purchase.status == PurchaseStatus.CONFIRMED,
+        )
+        .with_for_update(),
+    )
+
+
 def _hold_twins(purchase: PurchaseRow) -> None:
     """What ``confirm_purchase`` does about another OEM's confirmed purchase of the same
     supplier invoice, for a purchase confirmed with plain SQL (the same locks, in the same
     order: the purchase row, then the supplier)."""
-    db.session.execute(
-        select(Organization.id).where(Organization.id == purchase.supplier_org_id).with_for_update()
-    )
+    lock_supplier, find_twins = _twin_statements()
+    db.session.execute(lock_supplier, {"twin_supplier": purchase.supplier_org_id})
     twins = list(
         db.session.execute(
-            select(Purchase.id, Purchase.review)
-            .where(
-                Purchase.supplier_org_id == purchase.supplier_org_id,
-                Purchase.invoice_number == purchase.invoice_number,
-                Purchase.oem_org_id != purchase.oem_org_id,
-                Purchase.status == PurchaseStatus.CONFIRMED,
-            )
-            .with_for_update()
+            find_twins,
+            {
+                "twin_supplier": purchase.supplier_org_id,
+                "twin_invoice": purchase.invoice_number,
+                "twin_oem": purchase.oem_org_id,
+            },
         )
     )
     if not twins:
@@ -779,17 +876,26 @@ def _insert_outbox(topic: OutboxTopic, aggregate_id: int) -> int:
     """An outbox row inserted with plain SQL; its id (to pass to ``emitted``)."""
     return int(
         db.session.execute(
-            insert(OutboxEvent)
-            .values(
-                topic=topic,
-                aggregate_id=aggregate_id,
-                payload={},
-                status=OutboxStatus.PENDING,
-                attempts=0,
-                created_at=utcnow(),
-            )
-            .returning(OutboxEvent.id)
+            _outbox_statement(),
+            {"outbox_topic": topic, "outbox_aggregate": aggregate_id, "outbox_at": utcnow()},
         ).scalar_one()
+    )
+
+
+@cache
+def _outbox_statement() -> Any:
+    """:func:`_insert_outbox`'s INSERT, built once with its values as parameters."""
+    return (
+        insert(OutboxEvent)
+        .values(
+            topic=bindparam("outbox_topic"),
+            aggregate_id=bindparam("outbox_aggregate"),
+            payload={},
+            status=OutboxStatus.PENDING,
+            attempts=0,
+            created_at=bindparam("outbox_at"),
+        )
+        .returning(OutboxEvent.id)
     )
 
 

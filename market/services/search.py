@@ -14,10 +14,11 @@ import logging
 import math
 from collections.abc import Callable, Collection
 from datetime import date
+from functools import cache
 from typing import Any, TypeVar
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import joinedload
 
 from market import refdata
@@ -159,15 +160,17 @@ def _still_visible(hits: list[HitT]) -> list[HitT]:
 
 
 def _visible_suppliers(ids: Collection[int]) -> set[int]:
-    return set(
-        db.session.scalars(
-            select(Organization.id).where(
-                Organization.id.in_(list(ids)),
-                Organization.kind == OrgKind.SUPPLIER,
-                Organization.status == OrgStatus.ACTIVE,
-                Organization.listed.is_(True),
-            )
-        )
+    return set(db.session.scalars(_visible_statement(), {"ids": list(ids)}))
+
+
+@cache
+def _visible_statement() -> Select[int]:
+    """Which of ``ids`` (a parameter) are visible suppliers; built once (every search runs it)."""
+    return select(Organization.id).where(
+        Organization.id.in_(bindparam("ids", expanding=True)),
+        Organization.kind == OrgKind.SUPPLIER,
+        Organization.status == OrgStatus.ACTIVE,
+        Organization.listed.is_(True),
     )
 
 
