@@ -101,9 +101,15 @@ def supplier_search(user: User, args: dict[str, Any]) -> dict[str, Any]:
 # --- helpers ------------------------------------------------------------------------------
 
 
+@cache
+def _with_plant() -> tuple[Any, ...]:
+    """The demand's plant in the same query; the option built once (its cache key too)."""
+    return (joinedload(Demand.plant),)
+
+
 def _readable_demand(user: User, demand_id: int) -> Demand:
     demand = (
-        db.session.get(Demand, demand_id, options=[joinedload(Demand.plant)])
+        db.session.get(Demand, demand_id, options=_with_plant())
         if 0 < demand_id <= MAX_ID
         else None
     )
