@@ -176,8 +176,9 @@ class Sheet:
             width = (widths or {}).get(number) or max(WIDTHS[kind], 2 * len(header) + 2)
             self.worksheet.column_dimensions[get_column_letter(number)].width = width
         header_cells = [self._cell(header, TEXT) for header, _ in columns]
+        bold = Font(bold=True)
         for cell in header_cells:
-            cell.font = Font(bold=True)
+            cell.font = bold
         self.worksheet.append(header_cells)
 
     def _cell(self, value: Any, kind: str) -> WriteOnlyCell:

@@ -402,20 +402,16 @@ def _record_statement(party: PurchaseParty, replayable: bool, postgres: bool) ->
 def _checked_columns(other: Any, site: Any, plant: Any) -> list[Any]:
     """The counterparty's, the supplier site's and the plant's columns a new purchase checks
     and freezes (``None`` where the outer join found nothing)."""
+
+    def place(alias: Any, name: str, *extra: str) -> list[Any]:
+        columns = ("id", "active", *extra, "city_code", "lat", "lon")
+        return [getattr(alias, column).label(f"{name}_{column}") for column in columns]
+
     return [
         other.id.label("other_id"),
         other.legal_name.label("other_name"),
-        site.id.label("site_id"),
-        site.active.label("site_active"),
-        site.city_code.label("site_city_code"),
-        site.lat.label("site_lat"),
-        site.lon.label("site_lon"),
-        plant.id.label("plant_id"),
-        plant.active.label("plant_active"),
-        plant.kind.label("plant_kind"),
-        plant.city_code.label("plant_city_code"),
-        plant.lat.label("plant_lat"),
-        plant.lon.label("plant_lon"),
+        *place(site, "site"),
+        *place(plant, "plant", "kind"),
     ]
 
 
