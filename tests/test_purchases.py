@@ -794,8 +794,9 @@ def test_a_new_policy_version_reaches_the_preview_at_once(client, market):
 
 
 def test_recording_and_confirming_take_few_statements(client, market, monkeypatch):
-    """The lean paths (issue 18): one read and one write to record (besides signing in), a
-    guarded UPDATE, the supplier lock, the twins and the outbox row to confirm; no reload."""
+    """The lean paths (issue 18): one read and one write to record (besides signing in); to
+    confirm, a guarded UPDATE that also queues the ledger's outbox row, then the supplier lock
+    and the twins; no reload."""
     if db.session.get_bind().dialect.name != "postgresql":
         pytest.skip("the combined write is PostgreSQL's")
     record(client, market, invoice_number="INV-WARM")  # warm the policy cache
@@ -820,6 +821,11 @@ def test_recording_and_confirming_take_few_statements(client, market, monkeypatc
     mine = [s for s in recorded if "api_tokens" not in s and "SAVEPOINT" not in s.upper()]
     assert len(mine) == 2, mine
     mine = [s for s in confirming if "api_tokens" not in s and "SAVEPOINT" not in s.upper()]
-    assert len(mine) == 4, mine
+    assert len(mine) == 3, mine
+    assert "INSERT INTO outbox_events" in mine[0]
     assert confirmed.get_json()["status"] == "confirmed"
+    queued = db.session.scalars(
+        select(OutboxEvent.topic).where(OutboxEvent.aggregate_id == created.get_json()["id"])
+    ).all()
+    assert OutboxTopic.LEDGER_RECORD in queued
     assert confirmed.get_json()["supplier_name"] == created.get_json()["supplier_name"]

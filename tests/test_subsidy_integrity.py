@@ -6,6 +6,8 @@ when the request that made it countable returns.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,12 +19,13 @@ from market import ledger
 from market.clock import business_today
 from market.extensions import db
 from market.ledger.append import acquire_ledger_lock
-from market.models import LedgerEntry, Purchase
+from market.models import InvoiceReview, LedgerEntry, Purchase
 from market.schemas.marketplace import PurchaseDetailSchema
 from tests import factories
 from tests import test_demands as shared
+from tests.conftest import USE_POSTGRES
 from tests.test_demands import Market, counts, error_fields
-from tests.test_purchases import confirm, record, record_confirmed
+from tests.test_purchases import confirm, purchase_body, record, record_confirmed
 
 market = shared.market
 nothing_committed = shared.nothing_committed
@@ -247,6 +250,61 @@ def test_buyers_see_their_own_position_only(client, market):
     assert other.get_json()["items"] == []  # v1: 403 for every buyer; now: only their own
     own = client.get("/api/v1/ledger/summary", headers=market.headers(market.buyer))
     assert [item["oem_org_id"] for item in own.get_json()["items"]] == [market.oem.id]
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not USE_POSTGRES, reason="racing transactions need PostgreSQL")
+def test_two_oems_purchases_of_one_invoice_confirmed_at_once_both_wait_for_review(
+    app, committed_db
+):
+    """Two OEMs' purchases of the same supplier invoice, confirmed at the same moment: each
+    confirmation must see the other (the supplier's row lock makes them take turns), so both
+    wait for an auditor and neither is counted. Without the lock both miss the other."""
+    market = shared.build_market()
+    committed_db.commit()
+    client = app.test_client()
+    pairs = []
+    for n in range(8):  # several rounds: each is one chance for the two to interleave
+        invoice = f"TWIN-RACE-{n}"
+        first = record(client, market, invoice_number=invoice)
+        second = client.post(
+            "/api/v1/purchases",
+            json=purchase_body(market, invoice_number=invoice, plant_id=market.other_plant.id),
+            headers=market.headers(market.other_buyer),
+        )
+        assert first.status_code == second.status_code == 201, second.get_json()
+        pairs.append((first.get_json()["id"], second.get_json()["id"]))
+
+    supplier = market.headers(market.supplier_user)
+    committed_db.commit()  # the token, for the threads' own sessions
+
+    def race(pair: tuple[int, int]) -> list[int]:
+        barrier = threading.Barrier(2)
+
+        def send(purchase_id: int) -> int:
+            own = app.test_client()  # its own app context, session and connection
+            barrier.wait()
+            return own.post(
+                f"/api/v1/purchases/{purchase_id}/confirm", headers=supplier
+            ).status_code
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return list(pool.map(send, pair))
+
+    for pair in pairs:
+        assert race(pair) == [200, 200]
+    committed_db.expire_all()
+    held = committed_db.execute(
+        select(Purchase.id, Purchase.review).where(Purchase.id.in_([i for p in pairs for i in p]))
+    ).all()
+    assert {review for _, review in held} == {InvoiceReview.PENDING}, held
+    for purchase_id in (i for p in pairs for i in p):
+        kinds = committed_db.scalars(
+            select(LedgerEntry.kind)
+            .where(LedgerEntry.purchase_id == purchase_id)
+            .order_by(LedgerEntry.id)
+        ).all()
+        assert [k.value for k in kinds] in ([], ["record", "reversal"]), (purchase_id, kinds)
 
 
 def test_another_oems_invoice_is_neither_revealed_nor_counted_twice(client, market):

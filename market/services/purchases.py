@@ -738,9 +738,6 @@ def purchase_confirm(user: User, purchase_id: int) -> PurchaseView:
         confirmed = _confirm_pending(user, purchase_id, party)
         if confirmed is not None:
             _hold_twins(confirmed)
-            emitted(
-                OutboxTopic.LEDGER_RECORD, _insert_outbox(OutboxTopic.LEDGER_RECORD, confirmed.id)
-            )
             commit()
             return PurchaseView(confirmed)
     purchase = _locked_purchase(user, purchase_id)
@@ -761,18 +758,27 @@ _ROW_FIELDS = tuple(f for f in PurchaseRow.__dataclass_fields__ if f not in ("oe
 
 
 def _confirm_pending(user: User, purchase_id: int, party: PurchaseParty) -> PurchaseRow | None:
-    """Confirm the purchase if it waits for ``party`` (the row locked), or None."""
+    """Confirm the purchase if it waits for ``party`` (the row locked) and queue it for the
+    ledger, or None. On PostgreSQL one statement (the outbox row inserted by a CTE of the
+    UPDATE), so the supplier's lock that :func:`_hold_twins` takes next is held for one
+    statement fewer; elsewhere the outbox row follows."""
+    postgres = _postgres()
+    now = utcnow()
     row = db.session.execute(
-        _confirm_statement(party),
+        _confirm_statement(party, postgres),
         {
             "confirm_id": purchase_id,
             "confirm_org": user.organization_id,
-            "confirm_at": utcnow(),
+            "confirm_at": now,
             "confirm_by": user.id,
         },
     ).one_or_none()
     if row is None:
         return None
+    outbox_id = (
+        row.outbox_id if postgres else _insert_outbox(OutboxTopic.LEDGER_RECORD, row.id, now)
+    )
+    emitted(OutboxTopic.LEDGER_RECORD, outbox_id)
     return PurchaseRow(
         oem=_Named(row.oem_name),
         supplier=_Named(row.supplier_name),
@@ -781,9 +787,10 @@ def _confirm_pending(user: User, purchase_id: int, party: PurchaseParty) -> Purc
 
 
 @cache
-def _confirm_statement(party: PurchaseParty) -> Any:
+def _confirm_statement(party: PurchaseParty, postgres: bool) -> Any:
     """The guarded UPDATE … RETURNING of :func:`_confirm_pending` for ``party``'s users (the
-    purchases they see: their organization's), built once with its values as parameters."""
+    purchases they see: their organization's), built once with its values as parameters; on
+    PostgreSQL with the ``ledger.record`` outbox row of the confirmed purchase (``outbox_id``)."""
     table = Purchase.__table__.c
     own = Purchase.oem_org_id if party is PurchaseParty.OEM else Purchase.supplier_org_id
     names = {
@@ -794,7 +801,8 @@ def _confirm_statement(party: PurchaseParty) -> Any:
         .where(Organization.id == Purchase.supplier_org_id)
         .scalar_subquery(),
     }
-    return (
+    at = bindparam("confirm_at", type_=table.confirmed_at.type)
+    confirming = (
         update(Purchase)
         .where(
             Purchase.id == bindparam("confirm_id", type_=Integer),
@@ -805,12 +813,33 @@ def _confirm_statement(party: PurchaseParty) -> Any:
         .values(
             status=PurchaseStatus.CONFIRMED,
             confirmation=Confirmation.COUNTERPARTY,
-            confirmed_at=bindparam("confirm_at"),
+            confirmed_at=at,
             confirmed_by_id=bindparam("confirm_by"),
         )
         .returning(*(table[f] for f in _ROW_FIELDS), *(v.label(k) for k, v in names.items()))
         .execution_options(synchronize_session=False)
     )
+    if not postgres:
+        return confirming
+    confirmed = confirming.cte("confirmed")
+    outbox = OutboxEvent.__table__.c
+    queued = (
+        insert(OutboxEvent)
+        .from_select(
+            ["topic", "aggregate_id", "payload", "status", "attempts", "created_at"],
+            select(
+                literal(OutboxTopic.LEDGER_RECORD, outbox.topic.type),
+                confirmed.c.id,
+                literal({}, outbox.payload.type),
+                literal(OutboxStatus.PENDING, outbox.status.type),
+                literal(0, outbox.attempts.type),
+                at,
+            ),
+        )
+        .returning(OutboxEvent.id)
+        .cte("queued")
+    )
+    return select(confirmed, queued.c.id.label("outbox_id")).join_from(confirmed, queued, true())
 
 
 @cache
@@ -868,12 +897,12 @@ def _hold_twins(purchase: PurchaseRow) -> None:
             emitted(OutboxTopic.LEDGER_REVERSE, _insert_outbox(OutboxTopic.LEDGER_REVERSE, twin.id))
 
 
-def _insert_outbox(topic: OutboxTopic, aggregate_id: int) -> int:
+def _insert_outbox(topic: OutboxTopic, aggregate_id: int, at: datetime | None = None) -> int:
     """An outbox row inserted with plain SQL; its id (to pass to ``emitted``)."""
     return int(
         db.session.execute(
             _outbox_statement(),
-            {"outbox_topic": topic, "outbox_aggregate": aggregate_id, "outbox_at": utcnow()},
+            {"outbox_topic": topic, "outbox_aggregate": aggregate_id, "outbox_at": at or utcnow()},
         ).scalar_one()
     )
 
