@@ -176,20 +176,16 @@ def enqueue(
         connection = transport.connection()
         if unless_live and job_is_live(job_id, connection):
             return True
-        # One MULTI/EXEC round trip for the job and its queue (RQ alone makes two).
-        with connection.pipeline() as pipe:
-            transport.queue(queue, connection).enqueue_call(
-                func,
-                args=args,
-                job_id=transport.job_id(job_id),
-                timeout=timeout,
-                ttl=ttl,
-                result_ttl=result_ttl,
-                failure_ttl=FAILURE_TTL,
-                retry=Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries else None,
-                pipeline=pipe,
-            )
-            pipe.execute()
+        transport.queue(queue, connection).enqueue_call(
+            func,
+            args=args,
+            job_id=transport.job_id(job_id),
+            timeout=timeout,
+            ttl=ttl,
+            result_ttl=result_ttl,
+            failure_ttl=FAILURE_TTL,
+            retry=Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries else None,
+        )
     except Exception as exc:
         log.warning(
             "enqueue failed; the sweeper will retry",
