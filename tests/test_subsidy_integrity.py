@@ -294,11 +294,12 @@ def test_two_oems_purchases_of_one_invoice_confirmed_at_once_both_wait_for_revie
     for pair in pairs:
         assert race(pair) == [200, 200]
     committed_db.expire_all()
+    ids = [purchase_id for pair in pairs for purchase_id in pair]
     held = committed_db.execute(
-        select(Purchase.id, Purchase.review).where(Purchase.id.in_([i for p in pairs for i in p]))
+        select(Purchase.id, Purchase.review).where(Purchase.id.in_(ids))
     ).all()
     assert {review for _, review in held} == {InvoiceReview.PENDING}, held
-    for purchase_id in (i for p in pairs for i in p):
+    for purchase_id in ids:
         kinds = committed_db.scalars(
             select(LedgerEntry.kind)
             .where(LedgerEntry.purchase_id == purchase_id)

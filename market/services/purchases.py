@@ -620,6 +620,11 @@ def _fact_of(purchase: PurchaseRow) -> ledger.PurchaseFact:
     )
 
 
+# What every new outbox row written here starts with (its topic, aggregate, time and any
+# payload are the writer's); a pending row that no worker has tried yet.
+_NEW_OUTBOX_ROW: dict[str, Any] = {"payload": {}, "status": OutboxStatus.PENDING, "attempts": 0}
+
+
 def _awaiting_event(
     purchase: PurchaseRow, *, creator_org_id: int, creator_name: str
 ) -> dict[str, Any]:
@@ -644,9 +649,8 @@ def _awaiting_event(
     return {
         "topic": OutboxTopic.EVENT_DISPATCH,
         "aggregate_id": other,
+        **_NEW_OUTBOX_ROW,
         "payload": payload,
-        "status": OutboxStatus.PENDING,
-        "attempts": 0,
         "created_at": utcnow(),
     }
 
@@ -823,16 +827,14 @@ def _confirm_statement(party: PurchaseParty, postgres: bool) -> Any:
         return confirming
     confirmed = confirming.cte("confirmed")
     outbox = OutboxEvent.__table__.c
+    fixed = {"topic": OutboxTopic.LEDGER_RECORD, **_NEW_OUTBOX_ROW}
     queued = (
         insert(OutboxEvent)
         .from_select(
-            ["topic", "aggregate_id", "payload", "status", "attempts", "created_at"],
+            [*fixed, "aggregate_id", "created_at"],
             select(
-                literal(OutboxTopic.LEDGER_RECORD, outbox.topic.type),
+                *(literal(value, outbox[column].type) for column, value in fixed.items()),
                 confirmed.c.id,
-                literal({}, outbox.payload.type),
-                literal(OutboxStatus.PENDING, outbox.status.type),
-                literal(0, outbox.attempts.type),
                 at,
             ),
         )
@@ -915,9 +917,7 @@ def _outbox_statement() -> Any:
         .values(
             topic=bindparam("outbox_topic"),
             aggregate_id=bindparam("outbox_aggregate"),
-            payload={},
-            status=OutboxStatus.PENDING,
-            attempts=0,
+            **_NEW_OUTBOX_ROW,
             created_at=bindparam("outbox_at"),
         )
         .returning(OutboxEvent.id)
