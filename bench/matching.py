@@ -29,9 +29,9 @@ from search import queries, spec
 
 PER_PAGE = 20
 # Issue 18's goals: the API's p50 within this factor of the raw Elasticsearch call (by size),
-# and its throughput at the same concurrency at least this share of raw _search.
+# and its throughput at the same concurrency at least this share of raw _search (at 10k).
 P50_RATIO_GOAL = {10_000: 1.5, 100_000: 1.5, 1_000_000: 1.3}
-THROUGHPUT_SHARE_GOAL = 0.4
+THROUGHPUT_SHARE_GOAL = {10_000: 0.4}
 _SIGMA2 = -(spec.DECAY_SCALE_KM**2) / (2 * math.log(spec.DECAY))
 _TIER_CASE = " ".join(
     f"WHEN {tier} THEN {weight!r}" for tier, weight in sorted(spec.DEFAULT_TIER_WEIGHTS.items())
@@ -450,12 +450,13 @@ def case_throughput(
                 name, subject, result.latencies, rate=result.rate, note=f"{setup}; {bad} errors"
             )
         )
-    share = product.rate / baseline.rate
-    report.goal(
-        f"{label(world.size)}: API throughput ≥ {THROUGHPUT_SHARE_GOAL}× raw _search",
-        f"{share:.2f}× ({product.rate:,.0f} vs {baseline.rate:,.0f} req/s)",
-        share >= THROUGHPUT_SHARE_GOAL,
-    )
+    share, wanted = product.rate / baseline.rate, THROUGHPUT_SHARE_GOAL.get(world.size)
+    if wanted:
+        report.goal(
+            f"{label(world.size)}: API throughput ≥ {wanted}× raw _search",
+            f"{share:.2f}× ({product.rate:,.0f} vs {baseline.rate:,.0f} req/s)",
+            share >= wanted,
+        )
 
 
 def run(report: Report, args: argparse.Namespace) -> None:
