@@ -53,7 +53,7 @@ from tests.faults.harness import work_horse_of
 from tests.insider import append_only_guards_off
 from tests.timing import scaled
 from workers import outbox
-from workers.queue import DRAIN_QUEUE, QUEUES, enqueue, jobs
+from workers.queue import DEFAULT_QUEUE, DRAIN_QUEUE, QUEUES, enqueue, jobs
 from workers.scheduler import warn_expiring_certifications
 
 REPO = Path(__file__).resolve().parent.parent
@@ -401,14 +401,39 @@ def assert_exactly_once(purchases: list[Purchase]) -> None:
 
 
 def queue_is_idle(rq_app: Any) -> bool:
+    """No job waits, none is taken and none runs. A worker moves the job it takes into the
+    queue's intermediate list and only then registers it as started: between the two the job is
+    in neither the queue nor the started registry (a check that looked at those two alone passed
+    while the last job's row was still pending)."""
     with rq_app.app_context():
         transport = jobs()
         connection = transport.connection()
         for name in QUEUES:
             queue = transport.queue(name, connection)
-            if queue.count or queue.started_job_registry.count:
+            taken = connection.llen(queue.intermediate_queue_key)
+            if queue.count or taken or queue.started_job_registry.count:
                 return False
     return True
+
+
+@pytest.mark.redis
+def test_a_taken_job_not_yet_started_keeps_the_queue_busy(live):
+    """The moment between a worker's BLMOVE and its start: the job counts as work to wait for."""
+    with live["rq_app"].app_context():
+        assert enqueue(outbox.process_outbox_event, 0, job_id="taken-not-started")
+        queue = jobs().queue(DEFAULT_QUEUE, live["redis"])
+        assert queue.count == 1
+        assert not queue_is_idle(live["rq_app"])
+        live["redis"].lmove(queue.key, queue.intermediate_queue_key)  # what a worker does first
+        assert queue.count == 0 and queue.started_job_registry.count == 0
+        assert not queue_is_idle(live["rq_app"])
+        live["redis"].delete(queue.intermediate_queue_key)
+    assert queue_is_idle(live["rq_app"])
+
+
+def nothing_pending() -> bool:
+    db.session.rollback()  # a new snapshot
+    return pending_count() == 0
 
 
 def all_recorded(count: int) -> Callable[[], bool]:
@@ -436,9 +461,11 @@ def test_ten_deliveries_to_two_workers_make_one_entry(live):
         all_recorded(len(purchases)), 60, "the purchases to be recorded", live["processes"].logs
     )
     wait_for(
-        lambda: queue_is_idle(live["rq_app"]), 60, "the 60 jobs to be done", live["processes"].logs
+        lambda: queue_is_idle(live["rq_app"]) and nothing_pending(),
+        60,
+        "the 60 jobs and the events they emitted to be done",
+        live["processes"].logs,
     )
-    assert pending_count() == 0
     assert_exactly_once(purchases)
     # Every line a job logs names the job.
     drained = [
