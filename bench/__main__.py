@@ -10,9 +10,9 @@ import time
 from datetime import UTC, datetime
 
 from bench.stats import Report
+from bench.world import SIZES
 
 CASES = ("matches", "reindex", "ledger", "purchases", "gaps")
-SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -376,7 +376,7 @@ def case_matches(world: World, report: Report, args: argparse.Namespace) -> None
         f"median page {percentile(hits, 50):.0f} hits; same top-{PER_PAGE} ids as the API: "
         + ", ".join(f"{k} {v}/{len(es_ids if k == 'raw ES' else slow)}" for k, v in agree.items())
     )
-    ratio, allowed = api_row.p50 / es_row.p50, P50_RATIO_GOAL.get(world.size, 1.5)
+    ratio, allowed = api_row.p50 / es_row.p50, P50_RATIO_GOAL[world.size]
     report.goal(
         f"{label(world.size)}: API p50 ≤ {allowed}× raw ES", f"{ratio:.2f}×", ratio <= allowed
     )

@@ -23,9 +23,9 @@ from collections import Counter
 from pathlib import Path
 
 from bench.load import Gunicorn
-from bench.world import admin_token, ensure_demands, prepare
+from bench.matching import PER_PAGE
+from bench.world import SIZES, admin_token, ensure_demands, prepare
 
-SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 WARMUP = 200
 # "name (path/to/file.py:123)" -> "name (file.py)": lines differ per call site, the function not.
 _FRAME = re.compile(r" \((?:.*/)?([^/:]+):\d+\)$")
@@ -64,7 +64,7 @@ def main() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
 
         def ask(i: int) -> None:
-            path = f"/api/v1/demands/{demands[i % len(demands)]}/matches?per_page=20"
+            path = f"/api/v1/demands/{demands[i % len(demands)]}/matches?per_page={PER_PAGE}"
             connection.request("GET", path, headers=headers)
             answer = connection.getresponse()
             answer.read()

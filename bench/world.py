@@ -44,6 +44,10 @@ def signing_key_file() -> str:
     return str(SIGNING_KEY)
 
 
+# The world sizes a command line may name (--sizes, --size), by their label.
+SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
+
+
 def label(size: int) -> str:
     return f"{size // 1_000_000}M" if size >= 1_000_000 else f"{size // 1000}k"
 
